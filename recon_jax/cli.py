@@ -16,6 +16,7 @@ __all__ = ["main"]
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-data": ("recon_jax.data.synthetic", "generate the synthetic ShapeNet-like dataset"),
+    "prepare-tfds": ("recon_jax.data.tfds_builder", "prepare the shapenet_r2n2 TFDS dataset"),
     "flops": ("recon_jax.models.flops", "parameters, GFLOPs and training memory per extractor"),
 }
 
