@@ -1,8 +1,10 @@
 """``recon-jax`` command line: ``recon-jax <command> [options]``.
 
 Each command lives in the module that does its work and exposes two functions:
-``configure_parser(parser: argparse.ArgumentParser) -> None`` and ``run(args) -> int``. Modules
-are imported lazily, so ``recon-jax flops`` does not pay for the data stack and vice versa.
+``configure_parser(parser: argparse.ArgumentParser) -> None`` and ``run(args) -> int``, or one,
+``main_argv(argv: list[str]) -> int``, when it parses its own arguments (``train`` does, for
+ml_collections' ``--config.field=value`` overrides). Modules are imported lazily, so
+``recon-jax flops`` does not pay for the data stack and vice versa.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-data": ("recon_jax.data.synthetic", "generate the synthetic ShapeNet-like dataset"),
     "prepare-tfds": ("recon_jax.data.tfds_builder", "prepare the shapenet_r2n2 TFDS dataset"),
     "flops": ("recon_jax.models.flops", "parameters, GFLOPs and training memory per extractor"),
+    "train": ("recon_jax.train", "train a model (resumes an existing work directory)"),
+    "eval": ("recon_jax.evaluate", "the 3D-LMNet evaluation protocol on a trained run"),
+    "predict": ("recon_jax.predict", "point clouds (PLY) and figures (PNG) for images"),
 }
 
 
@@ -32,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, help_text = COMMANDS[argv[0]]
     module = importlib.import_module(module_name)
+    if hasattr(module, "main_argv"):
+        return int(module.main_argv(argv[1:]) or 0)
     cmd_parser = argparse.ArgumentParser(prog=f"recon-jax {argv[0]}", description=help_text)
     module.configure_parser(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])
