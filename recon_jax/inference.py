@@ -63,8 +63,11 @@ def open_source(config: ml_collections.ConfigDict, split: str) -> Any:
     The prepared copy lives in ``config.tfds_dir`` or, when that is empty, in ``ROOT/tfds``;
     TFDS config "real" when ``config.data_dir`` is set, else "synthetic".
     """
+    import tensorflow_datasets as tfds
+
     from recon_jax.data.tfds_builder import build, load_source
 
+    tfds.disable_progress_bar()
     root = data_root(config)
     tfds_dir = config.get("tfds_dir") or os.path.join(root, "tfds")
     name = "real" if config.data_dir else "synthetic"

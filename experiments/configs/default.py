@@ -56,7 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # ---- Optimisation -----------------------------------------------------------------------
     config.batch_size = 16  # global batch (split across all devices)
-    config.num_steps = 1500
+    config.num_steps = 1200
     config.optimizer = "adam"
     config.learning_rate = 1e-3  # peak learning rate
     config.warmup_steps = 50
