@@ -147,7 +147,7 @@ def evaluate_workdir(
     batch_size: int = 32,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a run's checkpoint and write ``eval_<split>[_icp].{json,md}`` in ``workdir``."""
+    """Evaluate a run's checkpoint and write ``eval_<split>[_icp][_init].{json,md}``."""
     from recon_jax import inference
 
     config, model, variables, step = inference.load_variables(workdir, which=which)
@@ -158,7 +158,7 @@ def evaluate_workdir(
                              use_icp=use_icp, progress=progress)
     results.update(step=step, split=split, checkpoint=which, seconds=time.time() - start,
                    encoder=config.encoder)
-    stem = os.path.join(workdir, f"eval_{split}{'_icp' if use_icp else ''}")
+    stem = _stem(workdir, split, use_icp, which)
     with open(stem + ".json", "w") as f:
         json.dump(results, f, indent=2)
     title = (f"{config.encoder}, step {step} ({which} checkpoint), split {split}"
@@ -168,12 +168,19 @@ def evaluate_workdir(
     return results
 
 
+def _stem(workdir: str, split: str, use_icp: bool, which: str) -> str:
+    """``workdir/eval_<split>[_icp][_init]`` (the best and latest checkpoints share a name)."""
+    suffix = ("_icp" if use_icp else "") + ("_init" if which == "init" else "")
+    return os.path.join(workdir, f"eval_{split}{suffix}")
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", required=True, help="work directory of a `train` run")
     parser.add_argument("--split", default="test", choices=layout.SPLITS)
     parser.add_argument("--icp", action="store_true",
                         help="also report the scores after rigid ICP alignment (3D-LMNet does)")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+    parser.add_argument("--checkpoint", default="best", choices=("best", "latest", "init"),
+                        help="init: the untrained model (the baseline a run must beat)")
     parser.add_argument("--batch-size", type=int, default=32)
 
 
@@ -181,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     for use_icp in (False, True) if args.icp else (False,):
         results = evaluate_workdir(args.workdir, split=args.split, use_icp=use_icp,
                                    which=args.checkpoint, batch_size=args.batch_size)
-        stem = os.path.join(args.workdir, f"eval_{args.split}{'_icp' if use_icp else ''}")
+        stem = _stem(args.workdir, args.split, use_icp, args.checkpoint)
         with open(stem + ".md") as f:
             print(f.read())
         print(f"wrote {stem}.json and {stem}.md ({results['views']} views, "

@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.json"
+#: Which parameters of a run to load: best by test CD, latest, or the untrained initialisation.
+CHECKPOINTS = ("best", "latest", "init")
 
 
 def data_root(config: ml_collections.ConfigDict, *, progress: bool = True) -> str:
@@ -113,18 +115,22 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 def load_variables(
     workdir: str, *, which: str = "best"
 ) -> tuple[ml_collections.ConfigDict, Any, dict[str, Any], int]:
-    """The model and ``{"params", "batch_stats"}`` of a run's ``best`` or ``latest`` checkpoint.
+    """The model and ``{"params", "batch_stats"}`` of a run: its ``best`` or ``latest``
+    checkpoint, or ``init``, the untrained initialisation (step 0, the baseline to beat).
 
     Returns:
       ``(config, model, variables, step)``.
     """
     from recon_jax import train
 
-    if which not in ("best", "latest"):
-        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    if which not in CHECKPOINTS:
+        raise ValueError(f"which must be one of {CHECKPOINTS}, got {which!r}")
     config = load_config(workdir)
     model = train.create_model(config)
     tx = train.create_optimizer(config)
+    if which == "init":
+        state = train.create_train_state(config, model, tx)
+        return config, model, {"params": state.params, "batch_stats": state.batch_stats}, 0
     abstract = jax.eval_shape(lambda: train.create_train_state(config, model, tx))
     manager = train.checkpoint_manager(workdir, keep=config.keep_checkpoints, asynchronous=False)
     step = manager.best_step() if which == "best" else manager.latest_step()

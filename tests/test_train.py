@@ -71,6 +71,10 @@ def test_end_to_end_train_eval_predict(data_dir, tmp_path):
     table = open(os.path.join(workdir, "eval_test.md")).read()
     assert "mean of categories" in table and "3D-LMNet" in table and "bijection" in table
     assert json.load(open(os.path.join(workdir, "eval_test.json")))["views"] == 72
+    # The untrained model, the baseline a run must beat, scored the same way.
+    init = evaluate.evaluate_workdir(workdir, which="init", progress=False)
+    assert init["step"] == 0 and os.path.isfile(os.path.join(workdir, "eval_test_init.md"))
+    assert init["mean"]["cd"] > results["mean"]["cd"]
 
     # predict: a 137x137 render of the test set and an arbitrary-size RGB image.
     render = os.path.join(data_dir, "ShapeNetRendering")

@@ -198,8 +198,8 @@ class _RelaxedSinkhorn(sinkhorn.Sinkhorn):
     density mismatch, stage ``eps ~ 0.05 EMD``). Here every half-step takes the largest weight
     among ``relaxation``, ``(1 + relaxation) / 2`` and ``1`` that increases the dual objective
     (the Lyapunov function that Thibault et al. 2021 use to make over-relaxation globally
-    convergent; ``_dual_gain``), at the price of a few ``O(n)`` operations,
-    and the last iteration is a plain one so that the returned plan has exact row marginals.
+    convergent; ``_dual_gain``), at the price of a few ``O(n)`` operations; the last iteration
+    is a plain one, so that the returned plan has exact row marginals.
     """
 
     def __init__(self, relaxation: float = 1.0, **kwargs):
