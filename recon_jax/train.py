@@ -43,7 +43,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from recon_jax import inference, protocol
+from recon_jax import evaluate, inference
 from recon_jax.losses import chamfer_distance, emd, kl_divergence
 from recon_jax.metric_writers import MetricWriter, check_finite
 from recon_jax.models.latent import LATENT_RNG
@@ -147,12 +147,20 @@ def create_train_state(
 # 2. Loss
 # ----------------------------------------------------------------------------------------------
 def _per_example_point_losses(
-    pred: jax.Array, target: jax.Array, *, use_cd: bool, use_emd: bool
+    pred: jax.Array, target: jax.Array, *, use_cd: bool, use_emd: bool, reduction: str
 ) -> tuple[jax.Array, jax.Array]:
-    """Per-example CD and EMD, each ``[B]`` (zeros for a disabled term)."""
+    """Per-example CD and EMD, each ``[B]`` (zeros for a disabled term).
+
+    ``reduction="sum"`` is eqs. 4-5 as written: CD sums the squared distances over the points
+    of each cloud (both directions added), EMD sums the matched distances over the predicted
+    points (``emd``'s per-point value times ``P``). ``"mean"`` divides each by its point count.
+    """
     zeros = jnp.zeros(pred.shape[:1], jnp.float32)
-    cd = chamfer_distance(pred, target, batch_reduction=None) if use_cd else zeros
+    cd = (chamfer_distance(pred, target, point_reduction=reduction, batch_reduction=None)
+          if use_cd else zeros)
     em = emd(pred, target, batch_reduction=None) if use_emd else zeros
+    if reduction == "sum":
+        em = em * pred.shape[1]
     return cd, em
 
 
@@ -174,9 +182,10 @@ def loss_terms(
       key: the step's key for the reparameterisation noise.
     Returns:
       ``loss`` = ``kl_weight * kl + cd_weight * cd + emd_weight * emd``, where ``kl`` is eq. 3
-      without its factor (summed over the latent), ``cd`` the squared Chamfer distance (mean
-      over each cloud's points, the two directions added) and ``emd`` the Sinkhorn EMD
-      (Euclidean, mean per point), each averaged over the batch. ``terms`` holds these four.
+      without its factor (summed over the latent), ``cd`` the squared Chamfer distance (eq. 4:
+      the two directions added) and ``emd`` the Sinkhorn EMD (eq. 5, Euclidean), both summed
+      over points (``config.point_reduction="sum"``, as the equations are written) or averaged
+      (``"mean"``), and every term averaged over the batch. ``terms`` holds these four.
     """
     out, updates = model.apply(
         {"params": params, "batch_stats": batch_stats},
@@ -187,7 +196,8 @@ def loss_terms(
     )
     kl = kl_divergence(out.mu, out.logvar, weight=1.0)
     point_losses = functools.partial(
-        _per_example_point_losses, use_cd=config.cd_weight != 0, use_emd=config.emd_weight != 0
+        _per_example_point_losses, use_cd=config.cd_weight != 0, use_emd=config.emd_weight != 0,
+        reduction=config.point_reduction,
     )
     if mesh is not None:
         point_losses = jax.shard_map(
@@ -346,25 +356,12 @@ def quick_test_cd(
     views: int,
     batch_size: int,
 ) -> float:
-    """Protocol CD (x100, unsquared, no ICP; SPEC section 6) on ``views`` views per test model.
-
-    The mean over the evaluated views (not per category): a cheap signal for picking the best
-    checkpoint. ``recon-jax eval`` computes the full table.
-    """
-    from recon_jax.data.pipeline import eval_dataset
-
-    rng = np.random.default_rng(0)
-    ds = eval_dataset(source, batch_size=batch_size, num_points=1024, views=list(range(views)),
-                      process_index=0, process_count=1)
-    values = []
-    for batch in ds:
-        pred = np.asarray(predict_fn(variables, batch["image"]))
-        keep = np.flatnonzero(batch["mask"])
-        pairs = [protocol.prepare_pair(pred[i], batch["points"][i], rng) for i in keep]
-        cd, _ = protocol.cd_emd(np.stack([a for a, _ in pairs]),
-                                np.stack([b for _, b in pairs]), with_emd=False)
-        values.extend(cd.tolist())
-    return float(np.mean(values))
+    """Protocol CD (x100, unsquared, no ICP, mean of categories; SPEC section 6) on the first
+    ``views`` views of every test model, without the EMD: a cheap signal for the best
+    checkpoint. ``recon-jax eval`` computes the full table."""
+    results = evaluate.evaluate_model(predict_fn, variables, source, batch_size=batch_size,
+                                      views=list(range(views)), with_emd=False)
+    return results["mean"]["cd"]
 
 
 def _check_batch_size(config: ml_collections.ConfigDict, mesh: Mesh) -> int:

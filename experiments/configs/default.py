@@ -50,9 +50,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.feature_dim = 1000  # extractor output (paper 2.2)
 
     # ---- Loss (eq. 1): weights of each term -------------------------------------------------
-    config.kl_weight = 0.05  # eq. 3's factor; 0 disables KL
-    config.cd_weight = 1.0  # squared Chamfer, mean over points in each direction (eq. 4)
-    config.emd_weight = 1.0  # Sinkhorn EMD, Euclidean, mean per point (eq. 5)
+    config.kl_weight = 0.05  # eq. 3's factor (KL summed over the 100 latents); 0 disables KL
+    config.cd_weight = 1.0  # squared Chamfer distance (eq. 4)
+    config.emd_weight = 1.0  # Sinkhorn EMD, Euclidean (eq. 5)
+    # "sum": CD and EMD summed over the points, as eqs. 4-5 are written (this sets the balance
+    # against the KL term: with "mean" the KL term dominates and the latent collapses).
+    # "mean": divided by the point counts.
+    config.point_reduction = "sum"
 
     # ---- Optimisation -----------------------------------------------------------------------
     config.batch_size = 16  # global batch (split across all devices)
@@ -62,7 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.warmup_steps = 50
     config.schedule = "cosine"  # "constant" or "cosine" decay to 0 after warm-up
     config.weight_decay = 0.0
-    config.grad_clip = 1.0  # global-norm clipping; 0 disables
+    config.grad_clip = 0.0  # global-norm clipping threshold; 0 disables (the paper has none)
     config.seed = 0
 
     # ---- Logging, evaluation, checkpoints ---------------------------------------------------
