@@ -37,7 +37,8 @@ REFERENCES: tuple[tuple[str, float, float], ...] = (
 PROTOCOL_TEXT = (
     "Protocol (3D-LMNet metrics.py): per test view, predict the cloud (z = mu); scale the "
     "prediction and the 1024-point ground truth each on its own so the axis-aligned bounding "
-    "box is centred at the origin with longest side 1; take 1024 random predicted points; "
+    "box is centred at the origin with longest side 1; take 1024 random predicted points (a "
+    "model with P < 1024 outputs keeps its P points against P random ground-truth points); "
     "{icp}; CD = mean_g min_p ||g-p|| + mean_p min_g ||p-g|| (unsquared); EMD = mean_i "
     "||p_i - g_phi(i)|| over the exact optimal bijection (Hungarian; 3D-LMNet used an "
     "approximate auction); both x100; averaged per category, then the mean of the categories."
