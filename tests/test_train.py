@@ -183,7 +183,9 @@ EIGHT_DEVICES = textwrap.dedent("""
         np.testing.assert_allclose(m8[k], m1[k], rtol=2e-5, atol=1e-6, err_msg=k)
     for a, b in zip(jax.tree.leaves(s1.params) + jax.tree.leaves(s1.batch_stats),
                     jax.tree.leaves(s8.params) + jax.tree.leaves(s8.batch_stats)):
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+        # Summation order differs between 1 and 8 devices: float32 rounding of the gradient
+        # sums (the losses are sums over 2048 points) moves parameters by ~1e-6.
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
     print("EQUAL", {k: float(v) for k, v in m8.items()})
 """)
 
