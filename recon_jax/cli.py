@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("recon_jax.train", "train a model (resumes an existing work directory)"),
     "eval": ("recon_jax.evaluate", "the 3D-LMNet evaluation protocol on a trained run"),
     "predict": ("recon_jax.predict", "point clouds (PLY) and figures (PNG) for images"),
+    "figure": ("recon_jax.figures", "input | ground truth | prediction for test objects (PNG)"),
+    "summarize": ("recon_jax.summarize", "one CD/EMD/FLOPs/memory/time table of several runs"),
 }
 
 

@@ -96,6 +96,26 @@ def make_predict_fn(model: Any, image_size: int) -> Callable[[Any, jax.Array], j
     return predict
 
 
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """The config of an experiment file, as ``recon-jax train --config PATH`` reads it.
+
+    ``PATH`` is a Python file defining ``get_config()``; ``FILE.py:ARG`` calls
+    ``get_config("ARG")`` (e.g. ``experiments/configs/compare.py:paper``).
+    """
+    import importlib.util
+
+    file, arg = path.rsplit(":", 1) if ":" in path and not path.endswith(".py") else (path, None)
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"config file {file!r} not found")
+    spec = importlib.util.spec_from_file_location(
+        "recon_jax_config_" + os.path.splitext(os.path.basename(file))[0], file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{file}: defines no get_config()")
+    return module.get_config() if arg is None else module.get_config(arg)
+
+
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Write ``workdir/config.json`` (what eval and predict rebuild the model from)."""
     os.makedirs(workdir, exist_ok=True)

@@ -27,6 +27,7 @@ not depend on the number of devices or on where a run was interrupted.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -63,6 +64,8 @@ __all__ = [
     "restore_checkpoint",
     "quick_test_cd",
     "train_and_evaluate",
+    "write_step_report",
+    "emd_schedule",
 ]
 
 DATA_AXIS = "data"
@@ -146,19 +149,32 @@ def create_train_state(
 # ----------------------------------------------------------------------------------------------
 # 2. Loss
 # ----------------------------------------------------------------------------------------------
+def emd_schedule(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """``emd`` keyword arguments for the config's Sinkhorn schedule.
+
+    ``config.emd_coarse_stages`` empty: ``{}`` (the library's default schedule, both parts);
+    otherwise ``coarse_stages`` and ``fine_stages`` as given (``fine_stages`` may be empty).
+    """
+    coarse = tuple(tuple(stage) for stage in config.get("emd_coarse_stages", ()))
+    fine = tuple(tuple(stage) for stage in config.get("emd_fine_stages", ()))
+    return {"coarse_stages": coarse, "fine_stages": fine} if coarse else {}
+
+
 def _per_example_point_losses(
-    pred: jax.Array, target: jax.Array, *, use_cd: bool, use_emd: bool, reduction: str
+    pred: jax.Array, target: jax.Array, *, use_cd: bool, use_emd: bool, reduction: str,
+    emd_kwargs: Mapping[str, Any],
 ) -> tuple[jax.Array, jax.Array]:
     """Per-example CD and EMD, each ``[B]`` (zeros for a disabled term).
 
     ``reduction="sum"`` is eqs. 4-5 as written: CD sums the squared distances over the points
     of each cloud (both directions added), EMD sums the matched distances over the predicted
     points (``emd``'s per-point value times ``P``). ``"mean"`` divides each by its point count.
+    ``emd_kwargs``: the Sinkhorn schedule (:func:`emd_schedule`).
     """
     zeros = jnp.zeros(pred.shape[:1], jnp.float32)
     cd = (chamfer_distance(pred, target, point_reduction=reduction, batch_reduction=None)
           if use_cd else zeros)
-    em = emd(pred, target, batch_reduction=None) if use_emd else zeros
+    em = emd(pred, target, batch_reduction=None, **emd_kwargs) if use_emd else zeros
     if reduction == "sum":
         em = em * pred.shape[1]
     return cd, em
@@ -197,7 +213,7 @@ def loss_terms(
     kl = kl_divergence(out.mu, out.logvar, weight=1.0)
     point_losses = functools.partial(
         _per_example_point_losses, use_cd=config.cd_weight != 0, use_emd=config.emd_weight != 0,
-        reduction=config.point_reduction,
+        reduction=config.point_reduction, emd_kwargs=emd_schedule(config),
     )
     if mesh is not None:
         point_losses = jax.shard_map(
@@ -364,6 +380,39 @@ def quick_test_cd(
     return results["mean"]["cd"]
 
 
+STEP_REPORT = "train_step.json"
+
+
+def write_step_report(
+    workdir: str, compiled: Any, model: Reconstructor, config: ml_collections.ConfigDict,
+    mesh: Mesh,
+) -> dict[str, Any]:
+    """Write ``workdir/train_step.json``: what one compiled training step costs.
+
+    Keys: ``encoder``, ``image_size``, ``num_points``, ``batch_size`` (global), ``devices``,
+    ``backend``; ``model_params``/``extractor_params`` (trainable) and
+    ``model_gflops``/``extractor_gflops`` (forward pass, one image, a multiply-add = 2 FLOPs:
+    :func:`recon_jax.models.flops.forward_counts`); ``step_peak_bytes``/``step_temp_bytes``:
+    XLA's buffer assignment of the step *per device* (arguments + outputs - donated aliases +
+    temporaries: parameters, optimizer state, batch, activations, loss workspace), the
+    figure :func:`recon_jax.models.flops.step_memory` defines. Only process 0 writes.
+    """
+    from recon_jax.models import flops
+
+    peak, temp = flops.step_memory(compiled)
+    report = {
+        "encoder": config.encoder, "image_size": config.image_size,
+        "num_points": config.num_points, "batch_size": config.batch_size,
+        "devices": int(mesh.devices.size), "backend": jax.default_backend(),
+        **flops.forward_counts(model, config.image_size),
+        "step_peak_bytes": peak, "step_temp_bytes": temp,
+    }
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, STEP_REPORT), "w") as f:
+            json.dump(report, f, indent=2)
+    return report
+
+
 def _check_batch_size(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
     """This process's share of the global batch; it must split evenly over devices."""
     if config.batch_size % mesh.size:
@@ -382,10 +431,12 @@ def train_and_evaluate(
 ) -> TrainState:
     """Train ``config`` in ``workdir``, resuming from its latest checkpoint if there is one.
 
-    Writes ``config.json``, ``metrics.jsonl``, TensorBoard events and ``checkpoints/``.
-    Every ``eval_every`` steps (and at the end) the test CD is measured and a checkpoint
-    saved. ``stop_after`` ends the loop after that many steps of this call (the schedule
-    still spans ``config.num_steps``), as an interruption would; for tests.
+    Writes ``config.json``, ``metrics.jsonl`` (train records carry ``interval_s``, the wall
+    seconds since the previous record: their sum is the training time), ``train_step.json``
+    (:func:`write_step_report`), TensorBoard events and ``checkpoints/``. Every ``eval_every``
+    steps (and at the end) the test CD is measured and a checkpoint saved. ``stop_after`` ends
+    the loop after that many steps of this call (the schedule still spans ``config.num_steps``),
+    as an interruption would; for tests.
 
     Raises:
       NonFiniteError: a loss term was NaN or Inf (the last checkpoint stays the last good one).
@@ -421,17 +472,22 @@ def train_and_evaluate(
     bar = tqdm(total=config.num_steps, initial=start_step, disable=not config.progress_bar,
                desc="train", dynamic_ncols=True)
     tic, images_seen = time.perf_counter(), 0
+    compiled = None
     try:
         for step in range(start_step + 1, end_step + 1):
             batch = next(data_iter)
-            state, metrics = step_fn(state, shard_batch(
-                {"image": batch["image"], "points": batch["points"]}, mesh))
+            batch = shard_batch({"image": batch["image"], "points": batch["points"]}, mesh)
+            if compiled is None:  # compile once, explicitly, to record its cost
+                compiled = step_fn.lower(state, batch).compile()
+                write_step_report(workdir, compiled, model, config, mesh)
+            state, metrics = compiled(state, batch)
             metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
             check_finite(step, metrics)
             images_seen += config.batch_size
             bar.update(1)
             if step % config.log_every == 0 or step == end_step:
-                metrics["images_per_s"] = images_seen / (time.perf_counter() - tic)
+                metrics["interval_s"] = time.perf_counter() - tic
+                metrics["images_per_s"] = images_seen / metrics["interval_s"]
                 tic, images_seen = time.perf_counter(), 0
                 writer.write(step, metrics)
                 bar.set_postfix({k: f"{metrics[k]:.4g}" for k in

@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from recon_jax import evaluate, inference, predict, train
+from recon_jax import cli, evaluate, figures, inference, predict, summarize, train
 from recon_jax.metric_writers import NonFiniteError, read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(data_dir: str, **overrides):
-    spec = importlib.util.spec_from_file_location(
-        "tiny_config", os.path.join(ROOT, "experiments", "configs", "tiny.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = inference.load_config_file(os.path.join(ROOT, "experiments", "configs", "tiny.py"))
     config.synthetic_dir = data_dir
     for k, v in overrides.items():
         setattr(config, k, v)
@@ -49,7 +45,9 @@ def _params(state):
 def test_end_to_end_train_eval_predict(data_dir, tmp_path):
     workdir = str(tmp_path / "run")
     config = tiny_config(data_dir, num_steps=12, eval_every=6, learning_rate=3e-3)
+    tic = time.perf_counter()
     train.train_and_evaluate(config, workdir)
+    wall = time.perf_counter() - tic
 
     records = read_metrics(os.path.join(workdir, "metrics.jsonl"), split="train")
     losses = [r["loss"] for r in records]
@@ -98,6 +96,49 @@ def test_end_to_end_train_eval_predict(data_dir, tmp_path):
     open(bad, "wb").write(b"not an image")
     with pytest.raises(ValueError, match="bad.png: not a readable image"):
         predict.predict_files(workdir, [bad], out)
+
+    # train_step.json: the compiled step's cost, checked against independent counts.
+    report = json.load(open(os.path.join(workdir, "train_step.json")))
+    _, _, variables, _ = inference.load_variables(workdir)
+    n_params = sum(np.size(x) for x in jax.tree.leaves(variables["params"]))
+    assert report["model_params"] == n_params
+    assert 0 < report["extractor_params"] < n_params
+    assert 0 < report["extractor_gflops"] < report["model_gflops"]
+    # Peak memory holds at least the parameters and Adam's two moments (float32).
+    assert report["step_peak_bytes"] >= 3 * 4 * n_params
+    assert report["batch_size"] == config.batch_size and report["devices"] == 1
+
+    # summarize: one row from the run's files; training time within the measured wall time.
+    row = summarize.load_run(workdir)
+    assert row["cd"] == results["mean"]["cd"] and row["model_params"] == n_params
+    assert 0 < row["train_seconds"] <= wall
+    records = read_metrics(os.path.join(workdir, "metrics.jsonl"), split="train")
+    assert row["train_seconds"] == pytest.approx(sum(r["interval_s"] for r in records))
+
+    # figure: the chosen test objects with their ground truth, and the run's predictions.
+    source = inference.open_source(config, "test")
+    examples = figures.test_examples(source, ["lamp", "airplane"], view=3)
+    assert list(examples["category"]) == ["lamp", "airplane"]
+    for k, synset in enumerate(("03636649", "02691156")):
+        model_id = str(examples["model_id"][k])
+        gt = np.load(os.path.join(data_dir, "ShapeNet_pointclouds", synset, model_id,
+                                  "pointcloud_1024.npy"))
+        np.testing.assert_allclose(examples["points"][k], gt, rtol=0, atol=0)
+    examples = figures.predict_examples(workdir, examples)
+    ply_like = np.asarray(inference.make_predict_fn(
+        train.create_model(config), config.image_size)(variables, examples["image"]))
+    np.testing.assert_allclose(examples["prediction"], ply_like, atol=1e-6)
+    assert examples["cd"].shape == (2,) and (examples["cd"] > 0).all()
+    fig_path = str(tmp_path / "fig.png")
+    assert cli.main(["figure", "--workdir", workdir, "--out", fig_path,
+                     "--categories", "chair", "lamp"]) == 0
+    with Image.open(fig_path) as im:
+        # two rows of three panels: 7.5 x (2 x 2.5) inches at 110 dpi
+        assert im.format == "PNG" and im.size == (825, 550)
+    with pytest.raises(ValueError, match="unknown category 'boat'"):
+        figures.test_examples(source, ["boat"])
+    with pytest.raises(ValueError, match="fewer than 2 model"):
+        figures.test_examples(source, ["chair"], per_category=2)
 
 
 def test_resume_is_exact(data_dir, tmp_path):

@@ -55,6 +55,7 @@ __all__ = [
     "configure_parser",
     "default_optimizer",
     "format_report",
+    "forward_counts",
     "layer_table",
     "make_train_step",
     "measure_extractor",
@@ -296,6 +297,27 @@ def time_train_step(
     return times
 
 
+def forward_counts(model: nn.Module, image_size: int) -> dict[str, float]:
+    """Trainable parameters and GFLOPs per image of ``model`` and of its extractor.
+
+    From shapes alone (nothing runs): ``extractor_params``, ``model_params`` (whole
+    reconstructor), ``extractor_gflops`` and ``model_gflops`` (evaluation forward pass on one
+    ``image_size`` x ``image_size`` image, XLA's count: a multiply-add is 2 FLOPs).
+    """
+    variables = jax.eval_shape(lambda k: init_variables(model, k, image_size), jax.random.key(0))
+    one = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+    model_flops = compiled_flops(lambda v, x: model.apply(v, x).points, variables, one)
+    ext_vars = {col: tree["extractor"] for col, tree in variables.items()}
+    extractor = make_extractor(model.encoder, feature_dim=model.feature_dim, dtype=model.dtype)
+    ext_flops = compiled_flops(lambda v, x: extractor.apply(v, x), ext_vars, one)
+    return {
+        "extractor_params": param_count(ext_vars["params"]),
+        "model_params": param_count(variables["params"]),
+        "extractor_gflops": ext_flops / 1e9,
+        "model_gflops": model_flops / 1e9,
+    }
+
+
 def measure_extractor(
     name: str, image_size: int = 128, batch_size: int = 32, *, num_points: int = 2048,
     time_steps: int = 5, warmup: int = 2, seed: int = 0,
@@ -311,11 +333,7 @@ def measure_extractor(
         raise ValueError(
             f"image_size must be at least {extractor.min_size} for {name!r}, got {image_size}"
         )
-    variables = jax.eval_shape(lambda k: init_variables(model, k, image_size), jax.random.key(0))
-    one = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-    model_flops = compiled_flops(lambda v, x: model.apply(v, x).points, variables, one)
-    ext_vars = {col: tree["extractor"] for col, tree in variables.items()}
-    ext_flops = compiled_flops(lambda v, x: extractor.apply(v, x), ext_vars, one)
+    counts = forward_counts(model, image_size)
     compiled = compile_train_step(model, image_size, batch_size)
     peak, temp = step_memory(compiled)
     seconds = None
@@ -328,10 +346,7 @@ def measure_extractor(
         name=name,
         image_size=image_size,
         batch_size=batch_size,
-        extractor_params=param_count(ext_vars["params"]),
-        model_params=param_count(variables["params"]),
-        extractor_gflops=ext_flops / 1e9,
-        model_gflops=model_flops / 1e9,
+        **counts,
         step_peak_bytes=peak,
         step_temp_bytes=temp,
         step_seconds=seconds,

@@ -1,0 +1,23 @@
+"""Comparison suite: no KL term (KL weight 0 instead of 0.05): an autoencoder with a noisy latent.
+
+The base row (``compare.py``, same scales) with one change. Run (``experiments/run_compare.sh``
+runs every row; add ``:paper`` after the file name for the GPU scale):
+    recon-jax train --config experiments/configs/compare_kl0.py \
+        --workdir runs/compare_cpu/compare_kl0
+    recon-jax eval --workdir runs/compare_cpu/compare_kl0
+
+Result (cpu scale): filled in from the run in the README ("Experiments").
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import compare  # noqa: E402
+
+
+def get_config(scale: str = "cpu"):
+    config = compare.get_config(scale)
+    config.kl_weight = 0.0
+    return config

@@ -1,0 +1,23 @@
+"""Comparison suite: ResNet-18 extractor (standard stem, 1000-d output) instead of the paper's.
+
+The base row (``compare.py``, same scales) with one change. Run (``experiments/run_compare.sh``
+runs every row; add ``:paper`` after the file name for the GPU scale):
+    recon-jax train --config experiments/configs/compare_resnet18.py \
+        --workdir runs/compare_cpu/compare_resnet18
+    recon-jax eval --workdir runs/compare_cpu/compare_resnet18
+
+Result (cpu scale): filled in from the run in the README ("Experiments").
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import compare  # noqa: E402
+
+
+def get_config(scale: str = "cpu"):
+    config = compare.get_config(scale)
+    config.encoder = "resnet18"
+    return config

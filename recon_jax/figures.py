@@ -1,0 +1,189 @@
+"""Pictures of reconstructions: input image | ground truth | prediction, and an interactive view.
+
+* :func:`test_examples` picks test objects of several categories (one view each) from a run's
+  dataset; :func:`predict_examples` adds the run's predictions and their scores.
+* :func:`plot_reconstructions` draws them as a static matplotlib grid (one row per object);
+  ``recon-jax figure --workdir RUN --out FIG.png`` does all three (README's figure).
+* :func:`interactive_view` is a plotly figure (rotate and zoom in a browser or notebook);
+  plotly is an optional dependency (``pip install 'recon-jax[notebook]'``).
+
+Clouds are drawn in the object frame (y up), each normalised like the evaluation protocol
+(bounding box centred, longest side 1), so ground truth and prediction share axes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from recon_jax import protocol
+from recon_jax.data import layout
+
+__all__ = [
+    "DEFAULT_CATEGORIES",
+    "test_examples",
+    "predict_examples",
+    "plot_reconstructions",
+    "interactive_view",
+    "configure_parser",
+    "run",
+]
+
+#: Categories of the default figure: a spread of shapes (thin parts, boxes, vehicles).
+DEFAULT_CATEGORIES = ("airplane", "chair", "car", "lamp", "table", "vessel")
+
+
+def test_examples(
+    source: Any, categories: Sequence[str], *, per_category: int = 1, view: int = 0,
+    num_points: int = 1024,
+) -> dict[str, np.ndarray]:
+    """The first ``per_category`` models of each category in ``source``, seen from ``view``.
+
+    Returns numpy arrays in the order of ``categories``: ``image`` ``[K, 128, 128, 3]``,
+    ``points`` ``[K, num_points, 3]`` ground truth, ``category`` ``[K]`` names, ``model_id``.
+    Raises ``ValueError`` naming a category with fewer than ``per_category`` models.
+    """
+    from recon_jax.data.pipeline import eval_dataset
+
+    names = {name: [] for name in categories}
+    for name in names:
+        if name not in {n for _, n in layout.CATEGORIES}:
+            raise ValueError(f"unknown category {name!r}; expected one of "
+                             f"{[n for _, n in layout.CATEGORIES]}")
+    ds = eval_dataset(source, batch_size=16, num_points=num_points, views=(view,),
+                      process_index=0, process_count=1)
+    for batch in ds:
+        for i in np.flatnonzero(batch["mask"]):
+            name = layout.CATEGORIES[int(batch["category"][i])][1]
+            if name in names and len(names[name]) < per_category:
+                names[name].append({k: np.asarray(batch[k][i]) for k in
+                                    ("image", "points", "model_id")})
+        if all(len(v) == per_category for v in names.values()):
+            break
+    short = {k: len(v) for k, v in names.items() if len(v) < per_category}
+    if short:
+        raise ValueError(f"the test split has fewer than {per_category} model(s) of: {short}")
+    items = [(name, item) for name, found in names.items() for item in found]
+    return {
+        "image": np.stack([it["image"] for _, it in items]),
+        "points": np.stack([it["points"] for _, it in items]),
+        "category": np.array([name for name, _ in items]),
+        "model_id": np.array([str(it["model_id"]) for _, it in items]),
+    }
+
+
+def predict_examples(workdir: str, examples: dict[str, np.ndarray], *, which: str = "best",
+                     ) -> dict[str, np.ndarray]:
+    """``examples`` plus ``prediction`` ``[K, P, 3]`` and per-object ``cd``/``emd`` (x100,
+    the evaluation protocol without ICP) from the run in ``workdir``."""
+    from recon_jax import inference
+
+    config, model, variables, _ = inference.load_variables(workdir, which=which)
+    predict = inference.make_predict_fn(model, config.image_size)
+    pred = np.asarray(predict(variables, examples["image"]))
+    rng = np.random.default_rng(0)
+    pairs = [protocol.prepare_pair(p, g, rng) for p, g in zip(pred, examples["points"],
+                                                               strict=True)]
+    cd, em = protocol.cd_emd(np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs]))
+    return {**examples, "prediction": pred, "cd": np.asarray(cd), "emd": np.asarray(em)}
+
+
+def _normalised(points: np.ndarray) -> np.ndarray:
+    lo, hi = points.min(0), points.max(0)
+    return (points - (lo + hi) / 2) / max(float((hi - lo).max()), 1e-12)
+
+
+def plot_reconstructions(
+    examples: dict[str, np.ndarray], *, elev: float = 20.0, azim: float = 30.0,
+    point_size: float = 2.0, title: str | None = None,
+) -> Any:
+    """A matplotlib figure, one row per object: input image | ground truth | prediction.
+
+    ``examples``: the output of :func:`predict_examples` (``image``, ``points``,
+    ``prediction``, ``category``; ``cd``/``emd`` label the prediction when present).
+    """
+    import matplotlib.pyplot as plt
+
+    k = len(examples["image"])
+    fig = plt.figure(figsize=(7.5, 2.5 * k))
+    for row in range(k):
+        ax = fig.add_subplot(k, 3, 3 * row + 1)
+        ax.imshow(np.clip(examples["image"][row], 0, 1))
+        ax.set_title(f"{examples['category'][row]}: input", fontsize=9)
+        ax.axis("off")
+        label = "prediction"
+        if "cd" in examples:
+            label += f" (CD {examples['cd'][row]:.2f}, EMD {examples['emd'][row]:.2f})"
+        for col, (key, name) in enumerate((("points", "ground truth"), ("prediction", label))):
+            pts = _normalised(np.asarray(examples[key][row]))
+            ax = fig.add_subplot(k, 3, 3 * row + 2 + col, projection="3d")
+            # Object frame is y up: plot (x, z, y) so that y is the vertical axis.
+            ax.scatter(pts[:, 0], pts[:, 2], pts[:, 1], s=point_size, c=pts[:, 1],
+                       cmap="viridis", linewidths=0)
+            ax.view_init(elev=elev, azim=azim)
+            for setter in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
+                setter(-0.5, 0.5)
+            ax.set_box_aspect((1, 1, 1))
+            ax.set_axis_off()
+            ax.set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def interactive_view(examples: dict[str, np.ndarray], index: int = 0) -> Any:
+    """A plotly figure of object ``index``: ground truth and prediction side by side (3D)."""
+    try:
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+    except ImportError as e:
+        raise ImportError("interactive_view needs plotly: pip install 'recon-jax[notebook]'"
+                          ) from e
+    fig = make_subplots(rows=1, cols=2, specs=[[{"type": "scene"}, {"type": "scene"}]],
+                        subplot_titles=("ground truth", "prediction"))
+    for col, key in enumerate(("points", "prediction"), 1):
+        pts = _normalised(np.asarray(examples[key][index]))
+        fig.add_trace(go.Scatter3d(
+            x=pts[:, 0], y=pts[:, 2], z=pts[:, 1], mode="markers",
+            marker={"size": 1.5, "color": pts[:, 1], "colorscale": "Viridis"},
+            showlegend=False), row=1, col=col)
+    axis = {"range": [-0.5, 0.5], "visible": False}
+    scene = {"xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "cube"}
+    fig.update_layout(scene=scene, scene2=scene, height=420, margin={"l": 0, "r": 0, "t": 30,
+                                                                      "b": 0},
+                      title=str(examples["category"][index]))
+    return fig
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", required=True, help="work directory of a `train` run")
+    parser.add_argument("--out", required=True, help="PNG file to write")
+    parser.add_argument("--categories", nargs="+", default=list(DEFAULT_CATEGORIES),
+                        help="category names, one row each (default: %(default)s)")
+    parser.add_argument("--per-category", type=int, default=1)
+    parser.add_argument("--view", type=int, default=0, help="rendering view of every object")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "latest", "init"))
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from recon_jax import inference
+
+    config = inference.load_config(args.workdir)
+    source = inference.open_source(config, "test")
+    examples = test_examples(source, args.categories, per_category=args.per_category,
+                             view=args.view)
+    examples = predict_examples(args.workdir, examples, which=args.checkpoint)
+    fig = plot_reconstructions(examples, title=os.path.basename(os.path.normpath(args.workdir)))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+    return 0
