@@ -1,7 +1,8 @@
 """Pictures of reconstructions: input image | ground truth | prediction, and an interactive view.
 
 * :func:`test_examples` picks test objects of several categories (one view each) from a run's
-  dataset; :func:`predict_examples` adds the run's predictions and their scores.
+  dataset (:func:`figure_categories`: which categories by default); :func:`predict_examples`
+  adds the run's predictions and their scores.
 * :func:`plot_reconstructions` draws them as a static matplotlib grid (one row per object);
   ``recon-jax figure --workdir RUN --out FIG.png`` does all three (README's figure).
 * :func:`interactive_view` is a plotly figure (rotate and zoom in a browser or notebook);
@@ -24,6 +25,8 @@ from recon_jax.data import layout
 
 __all__ = [
     "DEFAULT_CATEGORIES",
+    "figure_categories",
+    "split_categories",
     "test_examples",
     "predict_examples",
     "plot_reconstructions",
@@ -34,6 +37,28 @@ __all__ = [
 
 #: Categories of the default figure: a spread of shapes (thin parts, boxes, vehicles).
 DEFAULT_CATEGORIES = ("airplane", "chair", "car", "lamp", "table", "vessel")
+
+
+def split_categories(root: str, split: str = "test") -> list[str]:
+    """Names of the categories with at least one model in ``root``'s ``split`` (its split file)."""
+    import json
+
+    path = layout.split_path(root, split)
+    try:
+        with open(path) as f:
+            synsets = {s for s, models in json.load(f).items() if models}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: cannot read the split file ({e})") from None
+    return [name for synset, name in layout.CATEGORIES if synset in synsets]
+
+
+def figure_categories(root: str, count: int = len(DEFAULT_CATEGORIES)) -> list[str]:
+    """Up to ``count`` test categories of ``root``: those of :data:`DEFAULT_CATEGORIES` it has,
+    then others in the 3D-R2N2 order."""
+    present = split_categories(root)
+    chosen = [c for c in DEFAULT_CATEGORIES if c in present]
+    chosen += [c for c in present if c not in chosen]
+    return chosen[:count]
 
 
 def test_examples(
@@ -162,8 +187,9 @@ def interactive_view(examples: dict[str, np.ndarray], index: int = 0) -> Any:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", required=True, help="work directory of a `train` run")
     parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--categories", nargs="+", default=list(DEFAULT_CATEGORIES),
-                        help="category names, one row each (default: %(default)s)")
+    parser.add_argument("--categories", nargs="+", default=None,
+                        help="category names, one row each (default: those of "
+                        f"{', '.join(DEFAULT_CATEGORIES)} in the test split)")
     parser.add_argument("--per-category", type=int, default=1)
     parser.add_argument("--view", type=int, default=0, help="rendering view of every object")
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest", "init"))
@@ -179,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = inference.load_config(args.workdir)
     source = inference.open_source(config, "test")
-    examples = test_examples(source, args.categories, per_category=args.per_category,
+    categories = args.categories or figure_categories(inference.data_root(config))
+    examples = test_examples(source, categories, per_category=args.per_category,
                              view=args.view)
     examples = predict_examples(args.workdir, examples, which=args.checkpoint)
     fig = plot_reconstructions(examples, title=os.path.basename(os.path.normpath(args.workdir)))

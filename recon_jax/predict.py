@@ -16,7 +16,10 @@ from PIL import Image, UnidentifiedImageError
 
 from recon_jax.data import layout
 
-__all__ = ["load_image", "write_ply", "save_figure", "predict_files", "configure_parser", "run"]
+__all__ = [
+    "load_image", "write_ply", "save_figure", "output_names", "predict_files", "configure_parser",
+    "run",
+]
 
 
 def load_image(path: str) -> np.ndarray:
@@ -93,6 +96,18 @@ def save_figure(path: str, image: np.ndarray, points: np.ndarray, title: str = "
     plt.close(fig)
 
 
+def output_names(paths: list[str]) -> list[str]:
+    """Output file stems for ``paths``: the file names without extension, or, when two share a
+    name (``*/rendering/00.png``), the paths below their common folder joined by ``_``."""
+    names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    absolute = [os.path.abspath(p) for p in paths]
+    common = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    return [os.path.splitext(os.path.relpath(p, common))[0].replace(os.sep, "_")
+            for p in absolute]
+
+
 def predict_files(workdir: str, images: list[str], out_dir: str, *, which: str = "best"
                   ) -> list[tuple[str, str]]:
     """Predict a cloud for each image file; returns the (PLY, PNG) paths written."""
@@ -104,8 +119,9 @@ def predict_files(workdir: str, images: list[str], out_dir: str, *, which: str =
     points = np.asarray(predict(variables, np.stack(arrays)))
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    for path, image, cloud in zip(images, arrays, points, strict=True):
-        stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0])
+    for path, name, image, cloud in zip(images, output_names(images), arrays, points,
+                                        strict=True):
+        stem = os.path.join(out_dir, name)
         write_ply(stem + ".ply", cloud)
         save_figure(stem + ".png", image, cloud, title=os.path.basename(path))
         written.append((stem + ".ply", stem + ".png"))

@@ -82,3 +82,11 @@ def test_prepare_pair_with_fewer_predicted_points_subsamples_the_ground_truth(rn
     # All predicted points are kept (a permutation of the normalised cloud).
     np.testing.assert_allclose(np.sort(p[:, 0]), np.sort(protocol.normalize_bbox(pred)[:, 0]))
     assert np.isin(g[:, 0], protocol.normalize_bbox(gt)[:, 0]).all()
+
+
+def test_predict_output_names_stay_distinct():
+    from recon_jax.predict import output_names
+
+    assert output_names(["a/x.png", "b/y.jpg"]) == ["x", "y"]
+    assert output_names(["r/02691156/m1/rendering/00.png", "r/02691156/m2/rendering/00.png"]) == [
+        "m1_rendering_00", "m2_rendering_00"]

@@ -135,6 +135,12 @@ def test_end_to_end_train_eval_predict(data_dir, tmp_path):
     with Image.open(fig_path) as im:
         # two rows of three panels: 7.5 x (2 x 2.5) inches at 110 dpi
         assert im.format == "PNG" and im.size == (825, 550)
+    # Default rows: the test categories present, in DEFAULT_CATEGORIES order.
+    assert figures.figure_categories(data_dir) == ["airplane", "chair", "lamp"]
+    assert figures.figure_categories(data_dir, 2) == ["airplane", "chair"]
+    assert cli.main(["figure", "--workdir", workdir, "--out", fig_path]) == 0
+    with Image.open(fig_path) as im:
+        assert im.size == (825, 825)
     with pytest.raises(ValueError, match="unknown category 'boat'"):
         figures.test_examples(source, ["boat"])
     with pytest.raises(ValueError, match="fewer than 2 model"):
