@@ -55,6 +55,8 @@ def data_root(config: ml_collections.ConfigDict, *, progress: bool = True) -> st
             seed=config.synthetic_seed,
             categories=tuple(config.synthetic_categories) or None,
             progress=progress,
+            # forked workers can deadlock on jax.distributed's threads
+            start_method="spawn" if jax.process_count() > 1 else None,
         )
     return root
 

@@ -33,7 +33,10 @@ def check_finite(step: int, metrics: Mapping[str, float]) -> None:
 class MetricWriter:
     """Append scalars to ``metrics.jsonl`` and TensorBoard event files, one call per log step."""
 
-    def __init__(self, workdir: str, *, tensorboard: bool = True):
+    def __init__(self, workdir: str, *, tensorboard: bool = True, enabled: bool = True):
+        """``enabled=False`` makes every call a no-op (processes other than 0 of a multi-host
+        run: the metrics are global values, written once)."""
+        self.enabled = enabled
         os.makedirs(workdir, exist_ok=True)
         self.path = os.path.join(workdir, "metrics.jsonl")
         self._tb_root = os.path.join(workdir, "tensorboard") if tensorboard else None
@@ -41,6 +44,8 @@ class MetricWriter:
 
     def write(self, step: int, metrics: Mapping[str, float], *, split: str = "train") -> None:
         """Record ``metrics`` (name -> scalar) at ``step`` for ``split`` ("train", "test", ...)."""
+        if not self.enabled:
+            return
         record = {"step": int(step), "split": split, "time": time.time()}
         record.update({k: float(v) for k, v in metrics.items()})
         with open(self.path, "a") as f:

@@ -348,14 +348,22 @@ def save_checkpoint(
 def restore_checkpoint(
     manager: ocp.CheckpointManager, abstract_state: TrainState, step: int | None = None
 ) -> tuple[TrainState, dict[str, Any]] | None:
-    """Restore ``step`` (default: the latest complete one); ``None`` if there is none."""
+    """Restore ``step`` (default: the latest complete one); ``None`` if there is none.
+
+    ``abstract_state``: a state (arrays or ``jax.ShapeDtypeStruct``) of the right structure.
+    The arrays come back replicated over every device of this run, whatever devices or
+    processes wrote them (train on several hosts, evaluate on one).
+    """
     step = manager.latest_step() if step is None else step
     if step is None:
         return None
+    replicated = NamedSharding(make_mesh(), P())
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
     restored = manager.restore(
         step,
         args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
+            state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()
         ),
     )
     return restored["state"], restored["data"]
@@ -423,6 +431,29 @@ def _check_batch_size(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
     return config.batch_size // jax.process_count()
 
 
+DATA_READY_TIMEOUT_S = 4 * 3600  # how long other processes wait for process 0's data
+
+
+def _open_sources(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+    """The train and test sources. With several processes, process 0 generates the synthetic
+    set and prepares the TFDS copy (shared storage) while the others wait for it."""
+    several, first = jax.process_count() > 1, jax.process_index() == 0
+
+    def barrier() -> None:
+        # A coordination-service barrier (no device collective: preparing the data can take
+        # longer than a collective's set-up waits).
+        ocp.multihost.sync_global_processes(
+            "recon_jax_data_ready", timeout=DATA_READY_TIMEOUT_S,
+            processes=set(range(jax.process_count())))
+
+    if several and not first:
+        barrier()
+    sources = inference.open_source(config, "train"), inference.open_source(config, "test")
+    if several and first:
+        barrier()
+    return sources
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -441,15 +472,15 @@ def train_and_evaluate(
     Raises:
       NonFiniteError: a loss term was NaN or Inf (the last checkpoint stays the last good one).
     """
-    inference.save_config(config, workdir)
+    if jax.process_index() == 0:
+        inference.save_config(config, workdir)
     mesh = make_mesh()
     model, tx = create_model(config), create_optimizer(config)
     local_batch = _check_batch_size(config, mesh)
 
     from recon_jax.data.pipeline import train_dataset
 
-    train_source = inference.open_source(config, "train")
-    test_source = inference.open_source(config, "test")
+    train_source, test_source = _open_sources(config)
     data_iter = iter(train_dataset(
         train_source, batch_size=local_batch, num_points=config.target_points,
         views=config.views, seed=config.seed, num_workers=config.data_workers,
@@ -468,9 +499,9 @@ def train_and_evaluate(
     start_step = int(state.step)
     end_step = config.num_steps if stop_after is None else min(
         config.num_steps, start_step + stop_after)
-    writer = MetricWriter(workdir)
-    bar = tqdm(total=config.num_steps, initial=start_step, disable=not config.progress_bar,
-               desc="train", dynamic_ncols=True)
+    writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+    bar = tqdm(total=config.num_steps, initial=start_step, desc="train", dynamic_ncols=True,
+               disable=not config.progress_bar or jax.process_index() != 0)
     tic, images_seen = time.perf_counter(), 0
     compiled = None
     try:
@@ -521,7 +552,15 @@ def main_argv(argv: list[str]) -> int:
     flags.DEFINE_string("workdir", None, "work directory (resumed if it holds checkpoints)",
                         flag_values=fv, required=True)
     flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() first (one "
-                      "process per host; coordinator from the environment)", flag_values=fv)
+                      "process per host). Slurm, Open MPI, Kubernetes and Cloud TPU set it up "
+                      "from their environment; elsewhere give the three flags below",
+                      flag_values=fv)
+    flags.DEFINE_string("coordinator_address", None, "with --multihost: host:port of process "
+                        "0's coordinator service", flag_values=fv)
+    flags.DEFINE_integer("num_processes", None, "with --multihost: number of processes",
+                         flag_values=fv)
+    flags.DEFINE_integer("process_id", None, "with --multihost: this process's index, "
+                         "0 .. num_processes - 1", flag_values=fv)
     if any(a in ("-h", "--help") for a in argv):
         print("usage: recon-jax train --config experiments/configs/default.py --workdir DIR "
               "[--config.FIELD=VALUE ...] [--multihost]\n")
@@ -532,7 +571,11 @@ def main_argv(argv: list[str]) -> int:
     except flags.Error as e:
         raise SystemExit(f"recon-jax train: {e}") from None
     if fv.multihost:
-        jax.distributed.initialize()
+        jax.distributed.initialize(coordinator_address=fv.coordinator_address,
+                                   num_processes=fv.num_processes, process_id=fv.process_id)
+    elif any(v is not None for v in (fv.coordinator_address, fv.num_processes, fv.process_id)):
+        raise SystemExit("recon-jax train: --coordinator_address, --num_processes and "
+                         "--process_id need --multihost")
     config = fv.config
     print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} "
           f"({jax.process_count()} process(es)); workdir {fv.workdir}")

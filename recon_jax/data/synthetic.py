@@ -175,13 +175,17 @@ def _write_model_task(task: tuple[str, int, str, int, int]) -> tuple[str, str, i
     return synset, mid, parts
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """``fork`` where the platform has it, else ``spawn``.
+def _pool_context(start_method: str | None = None) -> multiprocessing.context.BaseContext:
+    """``start_method`` if given, else ``fork`` where the platform has it, else ``spawn``.
 
-    Forking is safe here even when the caller has JAX (a multithreaded runtime) loaded: the
-    workers only run NumPy and Pillow code and never touch JAX. ``spawn`` would re-import the
-    caller's main module in every worker, which fails for ``python -`` and stdin scripts.
+    Forking is safe here when the caller has JAX's runtime loaded: the workers only run NumPy
+    and Pillow code and never touch JAX. It is not once ``jax.distributed`` is initialised
+    (its gRPC threads can leave a forked child deadlocked): pass ``"spawn"`` then. ``spawn``
+    re-imports the caller's main module in every worker, which fails for ``python -`` and stdin
+    scripts, hence not the default.
     """
+    if start_method is not None:
+        return multiprocessing.get_context(start_method)
     if "fork" in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
@@ -227,6 +231,7 @@ def generate_dataset(
     contact_sheet: bool = True,
     overwrite: bool = False,
     progress: bool = True,
+    start_method: str | None = None,
 ) -> GenerationSummary:
     """Write the synthetic dataset under ``out_dir`` (see the module docstring).
 
@@ -240,6 +245,8 @@ def generate_dataset(
         contact_sheet: also write ``out_dir/contact_sheet.png``.
         overwrite: replace an existing dataset in ``out_dir`` (only its three layout folders).
         progress: show a tqdm progress bar.
+        start_method: the worker pool's multiprocessing start method (default ``fork`` where
+            available; ``spawn`` in a process that runs ``jax.distributed``).
 
     Raises:
         ValueError: for out-of-range arguments, unknown categories, or an existing dataset in
@@ -289,7 +296,7 @@ def generate_dataset(
             with warnings.catch_warnings():
                 # JAX, when loaded, warns at every fork; the workers never use it (see above).
                 warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
-                pool = _pool_context().Pool(min(workers, len(tasks)))
+                pool = _pool_context(start_method).Pool(min(workers, len(tasks)))
             with pool:
                 for _, _, n_parts in pool.imap_unordered(_write_model_task, tasks, chunksize=1):
                     parts_total += n_parts
