@@ -146,24 +146,34 @@ def evaluate_workdir(
     use_icp: bool = False,
     which: str = "best",
     batch_size: int = 32,
+    views: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a run's checkpoint and write ``eval_<split>[_icp][_init].{json,md}``."""
+    """Evaluate a run's checkpoint and write ``eval_<split>[_icp][_init].{json,md}``.
+
+    ``views``: score the first ``views`` renderings of every model (default: all 24, the
+    protocol; fewer for a quick look at a large test set). The JSON records it as
+    ``views_per_model``.
+    """
     from recon_jax import inference
 
     config, model, variables, step = inference.load_variables(workdir, which=which)
     source = inference.open_source(config, split)
     predict = inference.make_predict_fn(model, config.image_size)
     start = time.time()
+    if views is not None and not 1 <= views <= layout.NUM_VIEWS:
+        raise ValueError(f"views must be in [1, {layout.NUM_VIEWS}], got {views}")
     results = evaluate_model(predict, variables, source, batch_size=batch_size,
+                             views=None if views is None else list(range(views)),
                              use_icp=use_icp, progress=progress)
     results.update(step=step, split=split, checkpoint=which, seconds=time.time() - start,
-                   encoder=config.encoder)
+                   encoder=config.encoder, views_per_model=views or layout.NUM_VIEWS)
     stem = _stem(workdir, split, use_icp, which)
     with open(stem + ".json", "w") as f:
         json.dump(results, f, indent=2)
     title = (f"{config.encoder}, step {step} ({which} checkpoint), split {split}"
-             f"{', ICP' if use_icp else ''}")
+             f"{', ICP' if use_icp else ''}"
+             f"{f', first {views} views of each model' if views else ''}")
     with open(stem + ".md", "w") as f:
         f.write(markdown_report(results, title))
     return results
@@ -183,12 +193,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="best", choices=("best", "latest", "init"),
                         help="init: the untrained model (the baseline a run must beat)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--views", type=int, default=None,
+                        help="score only the first N views of each model (default: all 24, "
+                        "the protocol)")
 
 
 def run(args: argparse.Namespace) -> int:
     for use_icp in (False, True) if args.icp else (False,):
         results = evaluate_workdir(args.workdir, split=args.split, use_icp=use_icp,
-                                   which=args.checkpoint, batch_size=args.batch_size)
+                                   which=args.checkpoint, batch_size=args.batch_size,
+                                   views=args.views)
         stem = _stem(args.workdir, args.split, use_icp, args.checkpoint)
         with open(stem + ".md") as f:
             print(f.read())

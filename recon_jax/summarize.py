@@ -29,7 +29,10 @@ import json
 import os
 from typing import Any
 
-__all__ = ["load_run", "training_seconds", "summary_markdown", "configure_parser", "run"]
+__all__ = [
+    "load_run", "training_seconds", "summary_markdown", "per_category_markdown",
+    "configure_parser", "run",
+]
 
 _MISSING = "n/a"
 
@@ -116,6 +119,7 @@ def load_run(workdir: str, *, icp: bool = False) -> dict[str, Any]:
         "cd": results["mean"]["cd"],
         "emd": results["mean"]["emd"],
         "views": results.get("views"),
+        "per_category": {name: v["cd"] for name, v in results.get("per_category", {}).items()},
         "extractor_gflops": step_report.get("extractor_gflops"),
         "model_gflops": step_report.get("model_gflops"),
         "model_params": step_report.get("model_params"),
@@ -164,7 +168,25 @@ def summary_markdown(rows: list[dict[str, Any]], *, icp: bool = False) -> str:
     for row in rows:
         if row["missing"]:
             notes.append(f"{row['run']}: {', '.join(row['missing'])} missing, cells n/a.")
-    return "\n".join(lines + notes) + "\n"
+    return "\n".join(lines + notes + per_category_markdown(rows)) + "\n"
+
+
+def per_category_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Lines of a second table: CD x100 per category (rows) and run (columns), with the run
+    of lowest CD in bold; empty when no row has per-category results."""
+    names = list(dict.fromkeys(n for row in rows for n in row.get("per_category", {})))
+    if not names:
+        return []
+    lines = ["", "CD x100 per category (lowest in bold):", "",
+             "| category | " + " | ".join(row["run"] for row in rows) + " |",
+             "|---|" + "---|" * len(rows)]
+    for name in names:
+        values = [row.get("per_category", {}).get(name) for row in rows]
+        best = min(v for v in values if v is not None)
+        cells = [_MISSING if v is None else (f"**{v:.2f}**" if v == best else f"{v:.2f}")
+                 for v in values]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ def test_notebook_runs_at_the_tiny_size(tmp_path):
         'SHAPENET_DIR = ""',
         f"SYNTHETIC_DIR = {str(tmp_path / 'data')!r}",
         f"WORKDIR = {str(workdir)!r}",
+        "EVAL_VIEWS = None",
         'REPO_URL = ""',
         f"LOCAL_COPY = {REPO!r}",
     ])

@@ -16,7 +16,9 @@ def _write_run(root, name, *, config=None, step_report=True, metrics=None, eval_
     (workdir / "config.json").write_text(json.dumps({**base, **(config or {})}))
     if eval_result:
         (workdir / "eval_test.json").write_text(json.dumps(
-            {"mean": {"cd": 9.876, "emd": 8.5}, "views": 624, "step": 100}))
+            {"mean": {"cd": 9.876, "emd": 8.5}, "views": 624, "step": 100,
+             "per_category": {"airplane": {"cd": 7.0 + len(name), "emd": 1.0, "views": 48},
+                              "chair": {"cd": 12.0 - len(name), "emd": 1.0, "views": 48}}}))
     if step_report:
         (workdir / "train_step.json").write_text(json.dumps({
             "extractor_gflops": 0.1077, "model_gflops": 0.1111, "model_params": 3_456_789,
@@ -63,6 +65,10 @@ def test_rows_and_table(tmp_path, capsys):
                         "n/a | n/a |")
     assert "Shared by every row: input 64x64, batch 16, 100 steps." in table
     assert "kl1: train_step.json, metrics.jsonl missing" in table
+    # per category: base (len 4) airplane 11, chair 8; kl1 (len 3) airplane 10, chair 9
+    assert "| category | base | kl1 |" in table
+    assert "| airplane | 11.00 | **10.00** |" in table
+    assert "| chair | **8.00** | 9.00 |" in table
 
 
 def test_a_run_without_its_evaluation_names_the_command(tmp_path):

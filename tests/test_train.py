@@ -69,6 +69,13 @@ def test_end_to_end_train_eval_predict(data_dir, tmp_path):
     table = open(os.path.join(workdir, "eval_test.md")).read()
     assert "mean of categories" in table and "3D-LMNet" in table and "bijection" in table
     assert json.load(open(os.path.join(workdir, "eval_test.json")))["views"] == 72
+    # A subset of views: the first 2 of each model (the eval_test files are rewritten).
+    subset = evaluate.evaluate_workdir(workdir, views=2, progress=False)
+    assert subset["views"] == 3 * 2 and subset["views_per_model"] == 2
+    assert "first 2 views of each model" in open(os.path.join(workdir, "eval_test.md")).read()
+    with pytest.raises(ValueError, match="views must be in"):
+        evaluate.evaluate_workdir(workdir, views=25, progress=False)
+    results = evaluate.evaluate_workdir(workdir, progress=False)
     # The untrained model, the baseline a run must beat, scored the same way.
     init = evaluate.evaluate_workdir(workdir, which="init", progress=False)
     assert init["step"] == 0 and os.path.isfile(os.path.join(workdir, "eval_test_init.md"))
