@@ -10,7 +10,9 @@
 # RUNS_DIR defaults to runs/compare_<scale>; each row trains in RUNS_DIR/<config name>.
 # Re-running resumes: an interrupted row continues from its last checkpoint, a row whose
 # eval_test.json exists is skipped. The summary goes to RUNS_DIR/summary.{md,json}.
+# DRY_RUN=1 prints the commands instead of running them.
 set -euo pipefail
+run() { if [[ -n "${DRY_RUN:-}" ]]; then echo "$*"; else "$@"; fi; }
 scale="${1:-cpu}"
 runs="${2:-runs/compare_${scale}}"
 shift $(( $# < 2 ? $# : 2 ))
@@ -29,8 +31,8 @@ for row in "${rows[@]}"; do
     echo "== $row: already evaluated ($dir/eval_test.json)"
     continue
   fi
-  echo "== $row: training in $dir"
-  recon-jax train --config "experiments/configs/$row.py:$scale" --workdir "$dir" "$@"
-  recon-jax eval --workdir "$dir"
+  [[ -n "${DRY_RUN:-}" ]] || echo "== $row: training in $dir"
+  run recon-jax train --config "experiments/configs/$row.py:$scale" --workdir "$dir" "$@"
+  run recon-jax eval --workdir "$dir"
 done
-recon-jax summarize "${dirs[@]}" --out "$runs/summary"
+run recon-jax summarize "${dirs[@]}" --out "$runs/summary"

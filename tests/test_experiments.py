@@ -93,3 +93,24 @@ def test_run_compare_skips_evaluated_rows_and_rejects_a_bad_scale(tmp_path):
     assert "already evaluated" in proc.stdout
     proc = _dry_run("huge")
     assert proc.returncode == 2 and "scale must be 'cpu' or 'paper'" in proc.stderr
+
+
+def test_run_seeds_trains_one_run_per_seed(tmp_path):
+    script = os.path.join(REPO, "experiments", "run_seeds.sh")
+    runs = str(tmp_path)
+    proc = subprocess.run(
+        ["bash", script, "experiments/configs/compare.py:paper", runs, "1", "2", "--",
+         "--config.data_dir=/data"],
+        cwd=REPO, capture_output=True, text=True, env=dict(os.environ, DRY_RUN="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"recon-jax train --config experiments/configs/compare.py:paper --workdir "
+        f"{runs}/compare_seed1 --config.seed=1 --config.data_dir=/data",
+        f"recon-jax eval --workdir {runs}/compare_seed1",
+        f"recon-jax train --config experiments/configs/compare.py:paper --workdir "
+        f"{runs}/compare_seed2 --config.seed=2 --config.data_dir=/data",
+        f"recon-jax eval --workdir {runs}/compare_seed2",
+        f"recon-jax summarize {runs}/compare_seed1 {runs}/compare_seed2",
+    ]
+    proc = subprocess.run(["bash", script, "only-one-arg"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "usage: run_seeds.sh" in proc.stderr
