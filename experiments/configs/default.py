@@ -9,7 +9,8 @@ Run:
     recon-jax train --config experiments/configs/default.py --workdir runs/default
     recon-jax eval --workdir runs/default
 
-Result: filled in by the run recorded in the README ("Results").
+Result (2026-11-24, 2-core CPU, README "Results"): test CD x100 9.31, EMD x100 8.65 (mean of 13
+categories, no ICP; untrained: 20.13 / 21.58); with ICP 8.32 / 7.90; 1,200 steps in 15.3 min.
 """
 
 import ml_collections
