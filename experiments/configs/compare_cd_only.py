@@ -6,7 +6,9 @@ runs every row; add ``:paper`` after the file name for the GPU scale):
         --workdir runs/compare_cpu/compare_cd_only
     recon-jax eval --workdir runs/compare_cpu/compare_cd_only
 
-Result (cpu scale): filled in from the run in the README ("Experiments").
+Result (cpu scale, 2026-11-24, 2-core CPU, README "Experiments"): test CD x100 13.59,
+EMD x100 21.19 (mean of 13 categories, no ICP); 5.75 M parameters, 0.100
+GFLOPs (extractor, 64x64), 140 MiB per training step; training 1.7 min.
 """
 
 import os

@@ -6,7 +6,9 @@ runs every row; add ``:paper`` after the file name for the GPU scale):
         --workdir runs/compare_cpu/compare_emd_only
     recon-jax eval --workdir runs/compare_cpu/compare_emd_only
 
-Result (cpu scale): filled in from the run in the README ("Experiments").
+Result (cpu scale, 2026-11-24, 2-core CPU, README "Experiments"): test CD x100 8.74,
+EMD x100 8.66 (mean of 13 categories, no ICP); 5.75 M parameters, 0.100
+GFLOPs (extractor, 64x64), 172 MiB per training step; training 5.0 min.
 """
 
 import os

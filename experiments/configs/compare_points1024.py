@@ -6,7 +6,8 @@ runs every row; add ``:paper`` after the file name for the GPU scale):
         --workdir runs/compare_cpu/compare_points1024
     recon-jax eval --workdir runs/compare_cpu/compare_points1024
 
-Result (cpu scale): filled in from the run in the README ("Experiments").
+Result: not run. At the cpu scale this is the base row itself (run_compare.sh runs
+compare_points2048.py there); the paper scale needs a GPU.
 """
 
 import os

@@ -6,7 +6,9 @@ runs every row; add ``:paper`` after the file name for the GPU scale):
         --workdir runs/compare_cpu/compare_points2048
     recon-jax eval --workdir runs/compare_cpu/compare_points2048
 
-Result (cpu scale): filled in from the run in the README ("Experiments").
+Result (cpu scale, 2026-11-24, 2-core CPU, README "Experiments"): test CD x100 8.95,
+EMD x100 8.94 (mean of 13 categories, no ICP); 8.90 M parameters, 0.100
+GFLOPs (extractor, 64x64), 353 MiB per training step; training 19.4 min.
 """
 
 import os

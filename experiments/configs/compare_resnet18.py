@@ -6,7 +6,9 @@ runs every row; add ``:paper`` after the file name for the GPU scale):
         --workdir runs/compare_cpu/compare_resnet18
     recon-jax eval --workdir runs/compare_cpu/compare_resnet18
 
-Result (cpu scale): filled in from the run in the README ("Experiments").
+Result (cpu scale, 2026-11-24, 2-core CPU, README "Experiments"): test CD x100 8.99,
+EMD x100 8.85 (mean of 13 categories, no ICP); 15.62 M parameters, 0.228
+GFLOPs (extractor, 64x64), 340 MiB per training step; training 13.3 min.
 """
 
 import os

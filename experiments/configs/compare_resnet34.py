@@ -6,7 +6,9 @@ runs every row; add ``:paper`` after the file name for the GPU scale):
         --workdir runs/compare_cpu/compare_resnet34
     recon-jax eval --workdir runs/compare_cpu/compare_resnet34
 
-Result (cpu scale): filled in from the run in the README ("Experiments").
+Result (cpu scale, 2026-11-24, 2-core CPU, README "Experiments"): test CD x100 9.62,
+EMD x100 9.20 (mean of 13 categories, no ICP); 25.72 M parameters, 0.449
+GFLOPs (extractor, 64x64), 518 MiB per training step; training 20.4 min.
 """
 
 import os
