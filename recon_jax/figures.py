@@ -15,6 +15,7 @@ Clouds are drawn in the object frame (y up), each normalised like the evaluation
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -196,8 +197,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")

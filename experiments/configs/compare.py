@@ -10,7 +10,8 @@ Two scales, chosen by the argument after the file name:
   output points trained against the 1,024-point ground truth, batch 16, 600 steps (~3.8 epochs
   of the 2,496 training views), and a shorter Sinkhorn schedule for the training EMD (60
   iterations instead of 170: 0.3% mean error against the exact EMD on 1,024-point synthetic
-  pairs instead of 0.06%, at half the time; evaluation always uses the exact EMD).
+  pairs instead of 0.06%, at half the time: experiments/bench_emd_schedule.py; evaluation
+  always uses the exact EMD).
 * ``paper``: ``paper.py``'s sizes (128x128, 2,048 points, batch 32, 100k steps) and the default
   Sinkhorn schedule, for a GPU.
 
