@@ -1,38 +1,23 @@
-"""Data benchmark (the bar of issue 4): generation, TFDS preparation, and pipeline throughput.
+"""Data benchmark: generation, TFDS preparation, and pipeline throughput against the step.
 
 Run (about 5 minutes on a quiet 2-core CPU):
     python experiments/bench_data.py [--models-per-category 40] [--pipeline-workers 0 2]
 
-Four measurements, in order, everything in temporary directories (deleted at the end):
-
-1. **Generation**: ``generate_dataset(out, models_per_category=40, workers=None)`` -- the
-   default synthetic set, 13 categories x 40 objects x 24 views (137x137 RGBA PNGs, metadata,
-   two point clouds per object, splits, contact sheet). Wall time (bar: at most 3 minutes),
-   files and bytes written.
-2. **TFDS preparation**: :func:`recon_jax.data.tfds_builder.build` over that root (every file
-   validated, PNG bytes stored as they are): wall time, prepared size against the size of the
-   source files it reads (:func:`~recon_jax.data.tfds_builder.source_size`).
-3. **Pipeline**: :func:`recon_jax.data.pipeline.train_dataset` over the prepared ``train``
-   split (``load_source``, PNG decoding with Pillow, crop to 128x128, composite), batch 32,
-   2048-point targets, the paper config's ``views``, for each ``--pipeline-workers`` value
-   (worker processes; 0 = reader threads in this process). Images/s in steady state:
-   ``--pipeline-batches`` batches timed after ``--pipeline-warmup`` batches (the warm-up also
-   absorbs the workers' start-up, reported as the time to the first batch).
-4. **Training step**: ``recon_jax.train.make_train_step`` with ``experiments/configs/paper.py``
-   (efficient extractor, 128x128, 2048 points, batch 32, the full loss of eq. 1: 0.05 KL +
-   squared Chamfer + Sinkhorn EMD, Adam, state donated) on random images and clouds (the EMD
-   solver runs a fixed number of iterations, so its time does not depend on the data): the
-   median step time gives the images/s one step consumes.
-
-The bar: the pipeline delivers at least 5x the images/s that the step consumes. Pipeline and
-step are measured one after the other, each with the whole machine (in a real run they share
-it).
+Four measurements, in temporary directories deleted at the end: (1) ``generate_dataset`` of
+the default synthetic set (13 categories x 40 objects x 24 views, all CPUs): wall time (bar: 3
+minutes), files, bytes; (2) ``tfds_builder.build`` of that root: wall time, prepared size
+against the source files it reads; (3) ``train_dataset`` over the prepared train split (batch
+32, 2048-point targets, the paper config's ``views``) for each ``--pipeline-workers`` value:
+steady-state images/s after a warm-up that also absorbs the workers' start-up; (4)
+``recon_jax.train.make_train_step`` of ``experiments/configs/paper.py`` on random data: the
+median step time, hence the images/s a step consumes. The bar: the pipeline delivers at least
+5x what the step consumes (each measured with the whole machine; a real run shares it).
+Writes the "data" section of ``docs/benchmarks.md`` (``--no-write``: print only).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shutil
 import statistics
@@ -41,20 +26,25 @@ import tempfile
 import time
 from typing import Any
 
+import jax
 import numpy as np
+import tensorflow_datasets as tfds
+from bench_report import machine_info, markdown_table, write_section
+from bench_train import BusyMeter  # the sibling script (its directory is on sys.path when run)
 
-from recon_jax.bench_report import machine_info, markdown_table, write_section
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_train import BusyMeter  # noqa: E402  (the sibling script)
+from recon_jax import state as train_state
+from recon_jax import train
+from recon_jax.configs import load_config_file
+from recon_jax.data import layout
+from recon_jax.data.pipeline import train_dataset
+from recon_jax.data.synthetic import generate_dataset
+from recon_jax.data.tfds_builder import build, directory_usage, load_source, source_size
 
 __all__ = [
-    "load_config",
     "time_generation",
     "time_prepare",
     "time_pipeline",
     "time_paper_step",
-    "tree_size",
     "main",
 ]
 
@@ -62,50 +52,24 @@ MIB = 2**20
 PAPER_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "paper.py")
 
 
-def tree_size(path: str) -> tuple[int, int]:
-    """``(files, bytes)`` of the regular files under ``path``."""
-    files = size = 0
-    for dirpath, _, names in os.walk(path):
-        for name in names:
-            files += 1
-            size += os.path.getsize(os.path.join(dirpath, name))
-    return files, size
-
-
-def load_config(path: str) -> Any:
-    """``get_config()`` of the ml_collections config file at ``path``."""
-    if not os.path.isfile(path):
-        raise ValueError(f"config file {path!r} does not exist")
-    spec = importlib.util.spec_from_file_location("bench_data_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def time_generation(root: str, models_per_category: int, seed: int = 0) -> dict[str, Any]:
     """Generates the synthetic set into ``root``; returns seconds, models, images, files, bytes."""
-    from recon_jax.data.synthetic import generate_dataset
-
     start = time.perf_counter()
     summary = generate_dataset(root, models_per_category=models_per_category, seed=seed,
                                workers=None, progress=False)
     seconds = time.perf_counter() - start
-    files, size = tree_size(root)
+    files, size = directory_usage(root)
     return {"seconds": seconds, "models": summary.num_models, "images": summary.num_images,
             "files": files, "bytes": size}
 
 
 def time_prepare(root: str, data_dir: str) -> dict[str, Any]:
     """TFDS-prepares ``root`` into ``data_dir``; returns seconds, prepared and source bytes."""
-    import tensorflow_datasets as tfds
-
-    from recon_jax.data.tfds_builder import build, directory_size, source_size
-
     tfds.disable_progress_bar()
     start = time.perf_counter()
     builder = build(root, data_dir, config="synthetic")
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "prepared": directory_size(builder.data_dir),
+    return {"seconds": seconds, "prepared": directory_usage(builder.data_dir)[1],
             "source": source_size(root),
             "splits": {k: v.num_examples for k, v in builder.info.splits.items()}}
 
@@ -113,9 +77,6 @@ def time_prepare(root: str, data_dir: str) -> dict[str, Any]:
 def time_pipeline(data_dir: str, *, batch_size: int, num_points: int, views: str,
                   num_workers: int, warmup: int, batches: int, seed: int = 0) -> dict[str, float]:
     """Steady-state images/s of the training stream over the prepared ``train`` split."""
-    from recon_jax.data.pipeline import train_dataset
-    from recon_jax.data.tfds_builder import load_source
-
     source = load_source(data_dir, "train", config="synthetic")
     ds = train_dataset(source, batch_size=batch_size, num_points=num_points, views=views,
                        seed=seed, num_workers=num_workers, process_index=0, process_count=1)
@@ -142,20 +103,16 @@ def time_pipeline(data_dir: str, *, batch_size: int, num_points: int, views: str
 
 def time_paper_step(config: Any, *, steps: int, warmup: int, seed: int = 0) -> dict[str, float]:
     """Median seconds of ``recon_jax.train``'s jitted step for ``config`` on random data."""
-    import jax
-
-    from recon_jax import train
-
     mesh = train.make_mesh()
-    model, tx = train.create_model(config), train.create_optimizer(config)
-    state = train.create_train_state(config, model, tx)
+    model, tx = train_state.create_model(config), train_state.create_optimizer(config)
+    state = train_state.create_train_state(config, model, tx)
     state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     step = train.make_train_step(model, tx, config, mesh)
     rng = np.random.default_rng(seed)
-    b, size = config.batch_size, config.image_size
+    b, size = config.data.batch_size, layout.IMAGE_SIZE  # the pipeline's crop
     batch = train.shard_batch({
         "image": rng.uniform(0.0, 1.0, (b, size, size, 3)).astype(np.float32),
-        "points": rng.normal(0.0, 0.2, (b, config.target_points, 3)).astype(np.float32),
+        "points": rng.normal(0.0, 0.2, (b, config.data.target_points, 3)).astype(np.float32),
     }, mesh)
     start = time.perf_counter()
     state, metrics = step(state, batch)
@@ -196,7 +153,8 @@ def _measure_data(args: argparse.Namespace, config: Any
             print(f"pipeline, num_workers={workers} ...", file=sys.stderr, flush=True)
             pipes[workers] = time_pipeline(
                 os.path.join(tmp, "tfds"), batch_size=args.batch_size,
-                num_points=config.target_points, views=config.views, num_workers=workers,
+                num_points=config.data.target_points, views=config.data.views,
+                num_workers=workers,
                 warmup=args.pipeline_warmup, batches=args.pipeline_batches, seed=args.seed)
             print(f"  {pipes[workers]['images_per_s']:.1f} images/s", file=sys.stderr,
                   flush=True)
@@ -237,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="docs/benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print only, write no file")
     args = parser.parse_args(argv)
-    for name in ("models_per_category", "batch_size", "pipeline_batches", "pipeline_warmup",
-                 "steps"):
+    if args.models_per_category < 2:
+        parser.error("--models-per-category must be >= 2 (a test model per category)")
+    for name in ("batch_size", "pipeline_batches", "pipeline_warmup", "steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.step_warmup < 0 or any(w < 0 for w in args.pipeline_workers):
@@ -246,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.root and not os.path.isdir(args.root):
         parser.error(f"--root {args.root!r} is not a directory")
 
-    config = load_config(PAPER_CONFIG)
-    config.batch_size = args.batch_size
+    if any(w > 0 for w in args.pipeline_workers):
+        jax.config.parse_flags_with_absl()  # grain's worker processes need absl flags parsed
+    config = load_config_file(PAPER_CONFIG)
+    config.data.batch_size = args.batch_size
     with BusyMeter() as meter:
         gen, prep, pipes = _measure_data(args, config)
         print("training step of the paper config ...", file=sys.stderr, flush=True)
@@ -302,12 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         "sheet included. TFDS: `tfds_builder.build` of the generated root (every file "
         "validated); source = the files it reads (PNGs, metadata, both clouds, splits). "
         f"Pipeline: `train_dataset` over the prepared train split, batch {args.batch_size}, "
-        f"{config.target_points}-point targets, views={config.views!r}, "
+        f"{config.data.target_points}-point targets, views={config.data.views!r}, "
         f"{args.pipeline_batches} batches timed after {args.pipeline_warmup}. Step: "
         "`recon_jax.train.make_train_step` with `experiments/configs/paper.py` (efficient "
-        f"extractor, {config.image_size}x{config.image_size}, {config.num_points} points, batch "
-        f"{args.batch_size}, loss {config.kl_weight} KL + {config.cd_weight} CD + "
-        f"{config.emd_weight} EMD) on random data, median of {args.steps} steps after "
+        f"extractor, {config.model.image_size}x{config.model.image_size}, "
+        f"{config.model.num_points} points, batch {args.batch_size}, loss "
+        f"{config.loss.kl_weight} KL + {config.loss.cd_weight} CD + {config.loss.emd_weight} "
+        f"EMD) on random data, median of {args.steps} steps after "
         f"{args.step_warmup} warm-up. Pipeline and step measured one after the other.",
         *tables,
         "\n".join(bars),

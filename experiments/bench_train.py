@@ -1,44 +1,22 @@
-"""Training-step throughput: recon_jax (JAX) against its PyTorch twin, on this machine's CPU.
+"""Training-step time and memory per extractor, and recon_jax against a PyTorch twin.
 
-Run (about 5 minutes on a quiet 2-core CPU):
-    python experiments/bench_train.py [--models efficient resnet18] [--rounds 7]
+    python experiments/bench_train.py steps [--config FILE] [--config.SECTION.FIELD=VALUE ...]
+        [--encoders efficient,resnet18] [--dtype float32] [--rounds 3] [--no-write]
+    python experiments/bench_train.py twin [--models efficient resnet18] [--rounds 7] [--no-write]
 
-What is timed: one whole training step at batch 32 -- forward with batch-statistics BatchNorm
-and the reparameterised latent, the squared Chamfer loss against 2048-point targets (mean over
-points, both directions added, mean over the batch), backward, and an Adam update (lr 1e-3) --
-for each extractor:
-
-* **JAX**: :func:`recon_jax.models.flops.compile_train_step` (jitted, state donated), timed by
-  :func:`~recon_jax.models.flops.time_train_step` on random normal images and clouds.
-* **PyTorch twin** (``experiments/torch_twin.py``, eager, CPU, ``torch.set_num_threads(
-  os.cpu_count())``): the same network layer for layer, started from the same weights (copied
-  from the Flax initialisation), ``torch.optim.Adam`` (same defaults as ``optax.adam``), the
-  same input arrays (NCHW). The Chamfer loss in two forms a PyTorch user would write:
-  ``cdist`` (``torch.cdist(x, y) ** 2`` then ``min``) and ``mm`` (``|x|^2 + |y|^2 - 2 x.y`` with
-  ``baddbmm``, then ``min``); the ratios are given against both.
-
-Before timing, the twin is checked to be the same network: equal trainable parameter counts
-and, with the Flax weights (and randomised BatchNorm statistics) copied over, equal outputs in
-evaluation mode and in training mode (batch statistics, ``z = mu``), equal Chamfer loss and
-equal gradients of every parameter (in float64: in float32, rounding alone makes two correct
-implementations of these BatchNorm networks differ by up to ~10% in some gradients). The script
-stops if any check fails.
-
-Measurement: every configuration is warmed up (compilation excluded), then ``--rounds`` rounds
-each time one step of every configuration, in an order reversed every other round, so that a
-change of load on this shared machine hits all of them alike. Reported: the median step time
-(and its range), images/s = batch / median. FLOPs per step: XLA's cost analysis of the compiled
-JAX step (a multiply-add counts as 2; element-wise work included). XLA counts the body of a loop
-once, so the Chamfer nearest-neighbour search (``lax.map``/``lax.scan`` over tiles) is under-
-counted; the table adds it back, measured by XLA on one pair compiled as a single tile, times
-the batch. Fraction of peak: (FLOPs per step / median step time) / the machine's measured
-float32 matmul rate (median of ``--peak-repeats`` jitted ``n x n @ n x n`` products, FLOP/s =
-``2 n^3 / t``).
+``steps``: the real training step of :mod:`recon_jax.train` (the config's loss, optimizer and
+model, each extractor and dtype swapped in): XLA's peak memory (:func:`recon_jax.measure.
+step_memory`) and the median wall-clock time over interleaved rounds (section ``train_steps``).
+``twin``: one squared-Chamfer + Adam step of recon_jax against the same network in PyTorch
+(``torch_twin.py``, checked to be the same network first; section ``train``). Each prints
+Markdown and replaces its section of ``--output`` (docs/benchmarks.md) unless ``--no-write``.
+Method and figures: docs/design.md, "recon_jax.models".
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import resource
 import statistics
@@ -49,25 +27,36 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import optax
+from bench_report import machine_info, markdown_table, write_section  # sibling script
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from recon_jax.bench_report import machine_info, markdown_table, write_section
+from recon_jax import configs, state, train
+from recon_jax.cli.flops import compile_train_step
+from recon_jax.data import layout
 from recon_jax.losses import chamfer_distance
-from recon_jax.models import init_variables, make_model
-from recon_jax.models.flops import compile_train_step, param_count, time_train_step
+from recon_jax.measure import param_count, step_memory, xla_cost
+from recon_jax.models import DTYPES, EXTRACTORS, LATENT_RNG, build_model, init_variables
 
 __all__ = [
+    "BusyMeter",
+    "RealStep",
     "TorchStep",
     "chamfer_search_flops",
     "check_twin",
-    "BusyMeter",
+    "compile_chamfer_step",
+    "main",
+    "make_chamfer_step",
     "matmul_peak",
     "step_inputs",
+    "time_chamfer_step",
     "xla_flops",
-    "main",
 ]
 
-MODELS = ("efficient", "resnet18", "resnet34")
+MODELS = tuple(EXTRACTORS)
 
 
 # ------------------------------------------------------------------------------------------
@@ -91,12 +80,7 @@ def matmul_peak(n: int = 2048, repeats: int = 7) -> float:
 
 def xla_flops(compiled: Any) -> float:
     """FLOPs of a compiled executable by XLA's cost analysis (loop bodies counted once)."""
-    cost = compiled.cost_analysis()
-    if isinstance(cost, (list, tuple)):  # older JAX: one dict per computation
-        cost = cost[0] if cost else None
-    if not cost or "flops" not in cost:
-        raise RuntimeError(f"the {jax.default_backend()} backend gave no FLOP count")
-    return float(cost["flops"])
+    return float(xla_cost(compiled)["flops"])
 
 
 def chamfer_search_flops(batch: int, n: int, m: int) -> tuple[float, float]:
@@ -117,12 +101,90 @@ def chamfer_search_flops(batch: int, n: int, m: int) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------------------
+# The JAX side of the twin comparison: a squared-Chamfer + Adam step
+# ------------------------------------------------------------------------------------------
+ChamferState = tuple[Any, Any, Any]  # (params, batch_stats, opt_state)
+
+
+def make_chamfer_step(model: Any, tx: optax.GradientTransformation) -> Callable[..., Any]:
+    """A training step ``(state, images, points, key) -> (state, loss)`` (not jitted).
+
+    ``state`` is ``(params, batch_stats, opt_state)``, ``images`` ``[B, H, W, 3]``, ``points``
+    ``[B, N, 3]`` targets, ``key`` the latent noise key. The loss is the squared Chamfer
+    distance (mean over points, both directions added, mean over the batch); BatchNorm
+    statistics are updated from the batch. What the PyTorch twin computes, nothing more.
+    """
+    def step(state: ChamferState, images: jax.Array, points: jax.Array, key: jax.Array):
+        params, batch_stats, opt_state = state
+
+        def loss_fn(p):
+            out, updates = model.apply(
+                {"params": p, "batch_stats": batch_stats}, images, train=True,
+                rngs={LATENT_RNG: key}, mutable=["batch_stats"],
+            )
+            return chamfer_distance(out.points, points), updates["batch_stats"]
+
+        (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), new_stats, opt_state), loss
+
+    return step
+
+
+def compile_chamfer_step(model: Any, batch_size: int,
+                         tx: optax.GradientTransformation | None = None) -> Any:
+    """:func:`make_chamfer_step` (default ``tx``: Adam 1e-3), jitted with the state donated and
+    compiled from shapes for ``[batch_size, image_size, image_size, 3]`` images. Call it as
+    ``(state, images, points, key)`` with a threefry ``key``."""
+    tx = optax.adam(1e-3) if tx is None else tx
+    variables = jax.eval_shape(lambda k: init_variables(model, k), jax.random.key(0))
+    shapes = (variables["params"], variables["batch_stats"],
+              jax.eval_shape(tx.init, variables["params"]))
+    s = model.image_size
+    images = jax.ShapeDtypeStruct((batch_size, s, s, 3), jnp.float32)
+    points = jax.ShapeDtypeStruct((batch_size, model.num_points, 3), jnp.float32)
+    step = jax.jit(make_chamfer_step(model, tx), donate_argnums=0)
+    return step.lower(shapes, images, points, jax.random.key(0)).compile()
+
+
+def time_chamfer_step(
+    compiled: Any, model: Any, batch_size: int, *, steps: int = 5, warmup: int = 2,
+    seed: int = 0, tx: optax.GradientTransformation | None = None, variables: Any = None,
+) -> list[float]:
+    """Wall-clock seconds of ``steps`` runs of ``compiled`` after ``warmup`` untimed ones.
+
+    ``compiled`` comes from :func:`compile_chamfer_step` with the same model, batch and ``tx``.
+    The state starts from a copy of ``variables`` (default: :func:`init_variables` with
+    ``seed``); the inputs are :func:`step_inputs`' random images and clouds.
+    """
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    tx = optax.adam(1e-3) if tx is None else tx
+    if variables is None:
+        variables = init_variables(model, jax.random.key(seed))
+    # The step donates its state: copy, so that the caller's variables stay valid.
+    state_ = jax.tree.map(
+        jnp.copy, (variables["params"], variables["batch_stats"], tx.init(variables["params"])))
+    images, points = step_inputs(model.image_size, batch_size, model.num_points, seed)
+    images, points = jnp.asarray(images), jnp.asarray(points)
+    k_lat = jax.random.key(seed + 2)
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        state_, loss = compiled(state_, images, points, jax.random.fold_in(k_lat, i))
+        loss.block_until_ready()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+# ------------------------------------------------------------------------------------------
 # The PyTorch side
 # ------------------------------------------------------------------------------------------
 def step_inputs(image_size: int, batch_size: int, num_points: int, seed: int = 0
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The images ``[B, H, W, 3]`` and target clouds ``[B, N, 3]`` (float32) that
-    :func:`~recon_jax.models.flops.time_train_step` draws for ``seed``, as NumPy arrays."""
+    :func:`time_chamfer_step` uses for ``seed``, as NumPy arrays."""
     k_img, k_pts, _ = jax.random.split(jax.random.key(seed + 1), 3)
     images = jax.random.normal(k_img, (batch_size, image_size, image_size, 3), jnp.float32)
     points = jax.random.normal(k_pts, (batch_size, num_points, 3), jnp.float32)
@@ -181,7 +243,8 @@ def _twin_gradients(encoder: str, variables: Any, images: np.ndarray, weights: n
     import torch_twin
 
     with jax.enable_x64(True):
-        model = make_model(encoder, num_points=weights.shape[1], dtype=jnp.float64)
+        model = build_model({"encoder": encoder, "num_points": weights.shape[1],
+                             "image_size": images.shape[1]}).clone(dtype=jnp.float64)
         params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables["params"])
 
         def forward(p):
@@ -228,8 +291,8 @@ def check_twin(encoder: str, image_size: int, num_points: int, *, batch: int = 4
     import torch
     import torch_twin
 
-    model = make_model(encoder, num_points=num_points)
-    variables = init_variables(model, jax.random.key(seed), image_size)
+    model = build_model({"encoder": encoder, "num_points": num_points, "image_size": image_size})
+    variables = init_variables(model, jax.random.key(seed))
     rng = np.random.default_rng(seed)
 
     def randomise(path, leaf):
@@ -346,8 +409,8 @@ def _interleaved(timers: dict[str, Callable[[], float]], rounds: int) -> dict[st
     return times
 
 
-def _command(args: argparse.Namespace) -> str:
-    parts = ["python experiments/bench_train.py"]
+def _twin_command(args: argparse.Namespace) -> str:
+    parts = ["python experiments/bench_train.py twin"]
     defaults = {"batch_size": 32, "image_size": 128, "num_points": 2048, "rounds": 7,
                 "torch_threads": os.cpu_count() or 1,
                 "warmup": 2, "peak_size": 2048, "peak_repeats": 7, "seed": 0,
@@ -362,8 +425,7 @@ def _command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _configure_twin(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=["efficient", "resnet18"])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=128)
@@ -379,7 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="docs/benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print only, write no file")
-    args = parser.parse_args(argv)
+
+
+def twin_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """JAX against the PyTorch twin (the ``twin`` bench)."""
     for name in ("batch_size", "image_size", "num_points", "rounds", "peak_size",
                  "peak_repeats", "torch_threads"):
         if getattr(args, name) < 1:
@@ -395,7 +460,6 @@ def main(argv: list[str] | None = None) -> int:
         print("torch not installed: the PyTorch twin is skipped", file=sys.stderr)
     if torch is not None:
         torch.set_num_threads(args.torch_threads)
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
     print(f"matmul peak ({args.peak_size}^3, float32) ...", file=sys.stderr, flush=True)
     peak = matmul_peak(args.peak_size, args.peak_repeats)
@@ -404,21 +468,21 @@ def main(argv: list[str] | None = None) -> int:
     checks, timers, flops = {}, {}, {}
     images, points = step_inputs(size, b, npts, args.seed)
     for name in args.models:
-        model = make_model(name, num_points=npts)
+        model = build_model({"encoder": name, "num_points": npts, "image_size": size})
         if torch is not None:
             print(f"{name}: checking the PyTorch twin ...", file=sys.stderr, flush=True)
             checks[name] = check_twin(name, size, npts, seed=args.seed)
         print(f"{name}: compiling the JAX step ...", file=sys.stderr, flush=True)
-        compiled = compile_train_step(model, size, b)
+        compiled = compile_chamfer_step(model, b)
         flops[name] = xla_flops(compiled) - counted + actual
-        variables = init_variables(model, jax.random.key(args.seed), size)
-        time_train_step(compiled, model, size, b, steps=1, warmup=args.warmup, seed=args.seed,
-                        variables=variables)
-        # Each call copies the initial state and draws the inputs (asynchronously), then runs
-        # one untimed step, which waits for them, and the timed one.
+        variables = init_variables(model, jax.random.key(args.seed))
+        time_chamfer_step(compiled, model, b, steps=1, warmup=args.warmup, seed=args.seed,
+                          variables=variables)
+        # Each call copies the initial state and puts the inputs on the device
+        # (asynchronously), then runs one untimed step, which waits for them, and the timed one.
         timers[f"{name}/jax"] = (
-            lambda c=compiled, m=model, v=variables: time_train_step(
-                c, m, size, b, steps=1, warmup=1, seed=args.seed, variables=v)[0])
+            lambda c=compiled, m=model, v=variables: time_chamfer_step(
+                c, m, b, steps=1, warmup=1, seed=args.seed, variables=v)[0])
         if torch is not None:
             for form in args.torch_chamfer:
                 twin = TorchStep(name, variables, images, points, form)
@@ -488,10 +552,10 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n\n".join([
         "## Training step: JAX against a PyTorch twin (`experiments/bench_train.py`)",
         machine_info(),
-        f"Command: `{_command(args)}`. One training step at batch {b}, {size}x{size} input, "
+        f"Command: `{_twin_command(args)}`. One training step at batch {b}, {size}x{size} input, "
         f"{npts} output points: forward (batch-statistics BatchNorm, sampled latent), squared "
         "Chamfer loss (mean over points, both directions added, mean over the batch), "
-        "backward, Adam (lr 1e-3). JAX: the jitted step of `recon_jax.models.flops` with the "
+        "backward, Adam (lr 1e-3). JAX: `make_chamfer_step` of this script, jitted with the "
         "state donated. PyTorch: the same network in `experiments/torch_twin.py`, eager, "
         f"{torch.get_num_threads() if torch else '-'} threads, same initial weights and "
         "inputs, two common forms of the Chamfer loss. Interleaved rounds (one step of each "
@@ -510,6 +574,139 @@ def main(argv: list[str] | None = None) -> int:
     write_section(args.output, "train", body)
     print(f"wrote the 'train' section of {args.output}", file=sys.stderr)
     return 0
+
+
+# ------------------------------------------------------------------------------------------
+# The real training step of recon_jax.train, per extractor and dtype
+# ------------------------------------------------------------------------------------------
+class RealStep:
+    """One compiled real training step (:func:`recon_jax.cli.flops.compile_train_step`) with its
+    own state and a fixed random batch; ``step()`` runs it once and returns its seconds.
+
+    Args:
+      config: the nested config (its ``model`` and ``data.batch_size`` decide the step).
+      mesh: from :func:`recon_jax.train.make_mesh`.
+      seed: of the random batch (images uniform in [0, 1], target clouds normal).
+    """
+
+    def __init__(self, config: ml_collections.ConfigDict, mesh: Any, seed: int = 0) -> None:
+        self.compiled, model = compile_train_step(config, mesh)
+        self.memory = step_memory(self.compiled)
+        tx = state.create_optimizer(config)
+        self.state = jax.device_put(state.create_train_state(config, model, tx),
+                                    NamedSharding(mesh, P()))
+        rng = np.random.default_rng(seed)
+        b, side = config.data.batch_size, layout.IMAGE_SIZE
+        self.batch = train.shard_batch({
+            "image": rng.uniform(0, 1, (b, side, side, 3)).astype(np.float32),
+            "points": rng.normal(0, 0.3, (b, config.data.target_points, 3)).astype(np.float32),
+        }, mesh)
+
+    def step(self) -> float:
+        start = time.perf_counter()
+        self.state, metrics = self.compiled(self.state, self.batch)
+        jax.block_until_ready(metrics)
+        return time.perf_counter() - start
+
+
+def _configure_steps(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="experiments/configs/default.py",
+                        help="config file FILE.py[:ARG]; --config.SECTION.FIELD=VALUE overrides")
+    parser.add_argument("--encoders", default="efficient,efficient_small,resnet18,resnet34",
+                        help="comma-separated extractors")
+    parser.add_argument("--dtype", default="float32", help="comma-separated compute dtypes")
+    parser.add_argument("--rounds", type=int, default=3, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per configuration")
+    parser.add_argument("--output", default="docs/benchmarks.md")
+    parser.add_argument("--no-write", action="store_true", help="print only, write no file")
+
+
+def steps_main(args: argparse.Namespace, overrides: list[str],
+               parser: argparse.ArgumentParser) -> int:
+    """Memory and time of the real training step per extractor and dtype (``steps`` bench)."""
+    config = configs.load_config_file(args.config)
+    configs.apply_overrides(config, overrides)
+    encoders = [e for e in args.encoders.split(",") if e]
+    dtypes = [d for d in args.dtype.split(",") if d]
+    for value, choices, option in ((encoders, EXTRACTORS, "--encoders"),
+                                   (dtypes, DTYPES, "--dtype")):
+        if not value or any(v not in choices for v in value):
+            parser.error(f"{option}: expected a comma-separated list of {tuple(choices)}")
+    if args.rounds < 1 or args.warmup < 0:
+        parser.error(f"--rounds must be >= 1 and --warmup >= 0, got {args.rounds}, "
+                     f"{args.warmup}")
+    mesh = train.make_mesh()
+    steps: dict[str, RealStep] = {}
+    for name in encoders:
+        for dtype in dtypes:
+            cfg = copy.deepcopy(config)
+            if name != config.model.encoder:  # extractor fields belong to the config's encoder
+                cfg.model.extractor = ml_collections.ConfigDict()
+            cfg.model.encoder, cfg.model.dtype = name, dtype
+            print(f"{name}/{dtype}: compiling ...", file=sys.stderr, flush=True)
+            steps[f"{name}/{dtype}"] = real = RealStep(cfg, mesh)
+            for _ in range(args.warmup):
+                real.step()
+    print(f"timing {len(steps)} configurations, {args.rounds} rounds ...", file=sys.stderr,
+          flush=True)
+    with BusyMeter() as meter:
+        times = _interleaved({k: v.step for k, v in steps.items()}, args.rounds)
+    b = config.data.batch_size
+    rows, figures = [], {}
+    for key, values in times.items():
+        peak, temp = steps[key].memory
+        median = statistics.median(values)
+        rows.append(key.split("/") + [f"{peak / 2**20:.1f}", f"{temp / 2**20:.1f}",
+                                      f"{median:.3f}", f"{min(values):.3f}-{max(values):.3f}",
+                                      f"{b / median:.1f}"])
+        figures[key] = (peak, median)
+    for dtype in dtypes:
+        for base in ("resnet18", "resnet34"):
+            e, r = figures.get(f"efficient/{dtype}"), figures.get(f"{base}/{dtype}")
+            if e and r:
+                rows.append([f"efficient / {base}", dtype, f"{e[0] / r[0]:.2f}", "",
+                             f"{e[1] / r[1]:.2f}", "", ""])
+    m = config.model
+    command = " ".join(["python experiments/bench_train.py steps", f"--config {args.config}",
+                        *[f"--config.{o}" for o in overrides], f"--encoders {args.encoders}",
+                        f"--dtype {args.dtype}", f"--rounds {args.rounds}",
+                        f"--warmup {args.warmup}"])
+    table = markdown_table(["extractor", "dtype", "peak MiB", "temp MiB", "step s (median)",
+                            "range", "images/s"], rows)
+    body = "\n\n".join([
+        "## Real training step per extractor (`experiments/bench_train.py steps`)",
+        machine_info(),
+        f"Command: `{command}`. The jitted step of `recon_jax.train` (loss {config.loss.kl_weight} "
+        f"KL + {config.loss.cd_weight} CD + {config.loss.emd_weight} EMD, optimizer "
+        f"{config.optim.optimizer}), batch {b}, {m.image_size}x{m.image_size} network input "
+        f"from {layout.IMAGE_SIZE}x{layout.IMAGE_SIZE} images, {m.num_points} points against "
+        f"{config.data.target_points}. Peak: XLA's memory analysis of the compiled step "
+        "(arguments + outputs - donated + temporaries). Time: interleaved rounds (one step of "
+        f"each configuration per round, {args.rounds} rounds after {args.warmup} warm-up "
+        "steps), median. Ratio rows: peak memory and median time.",
+        table,
+        meter.note("the timed rounds"),
+    ])
+    print(body)
+    if not args.no_write:
+        write_section(args.output, "train_steps", body)
+        print(f"wrote the 'train_steps' section of {args.output}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="bench", required=True)
+    _configure_steps(sub.add_parser("steps", help="the real training step per extractor"))
+    _configure_twin(sub.add_parser("twin", help="JAX against the PyTorch twin"))
+    args, extra = parser.parse_known_args(argv)
+    overrides = [a[len("--config."):] for a in extra if a.startswith("--config.")]
+    unknown = [a for a in extra if not a.startswith("--config.")]
+    if unknown or (overrides and args.bench != "steps"):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if args.bench == "steps":
+        return steps_main(args, overrides, parser)
+    return twin_main(args, parser)
 
 
 if __name__ == "__main__":

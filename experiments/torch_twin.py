@@ -1,37 +1,13 @@
-"""PyTorch twin of :class:`recon_jax.models.reconstructor.Reconstructor`, for benchmarking.
+"""PyTorch twin of :class:`recon_jax.models.Reconstructor`, for ``experiments/bench_train.py``.
 
-What a user would write in PyTorch instead of recon_jax: the same network layer for layer and
-the same squared Chamfer loss, so that ``experiments/bench_train.py`` can time one training step
-of each side by side. Not part of the package (PyTorch is not a dependency of recon_jax); this
-module imports ``torch`` at the top, so import it only once torch is known to be installed.
-
-Layer-for-layer correspondence (the names match the Flax parameter tree, so that
-:func:`load_flax_variables` copies weights by name):
-
-* ``ConvBN``: ``k x k`` convolution without bias, ``BatchNorm2d(eps=1e-5, momentum=0.1)`` (Flax
-  momentum 0.9 in the other convention), optional ReLU. Padding ``(k - 1) // 2`` before and
-  ``k - 1 - (k - 1) // 2`` after, as :class:`recon_jax.models.layers.ConvBN`: symmetric for odd
-  ``k`` (``Conv2d(padding=...)``); for even ``k`` (the 2x2/2 patchify layers) the one trailing
-  row/column of zeros is added with ``F.pad`` only when the output would otherwise be smaller
-  (odd sides); on even sides that padding is never read, so nothing is copied.
-* ``EfficientExtractor`` / ``ResNetExtractor``: the stage tables of
-  :mod:`recon_jax.models.efficient` and :mod:`recon_jax.models.resnet`; the efficient model's
-  long skip is the stem's output average-pooled (window = stride = total stride, Flax's 'SAME'
-  padding with padded cells not counted) and concatenated to the last stage before ``fuse``.
-* ``LatentHead``: two Linear layers (``mu``, ``logvar``); in training ``z = mu +
-  exp(logvar / 2) * eps``, ``eps ~ N(0, I)``; ``z = mu`` when deterministic.
-* ``PointDecoder``: Linear 100 -> 512 -> 1024 -> 3 * num_points, LeakyReLU(0.01) after the
-  hidden layers, reshaped to ``[B, num_points, 3]``.
-
-The loss: :data:`CHAMFER` holds the two ways a PyTorch user writes recon_jax's squared Chamfer
-distance (mean over each cloud's points, both directions added, mean over the batch):
-``torch.cdist`` squared then ``min`` (:func:`chamfer_distance`), and the expansion
-``|x|^2 + |y|^2 - 2 x.y`` with ``baddbmm`` (:func:`chamfer_distance_mm`), whose backward is
-cheaper. Both hold the ``[B, N, M]`` distance matrix (512 MiB at B = 32, N = M = 2048).
-
-Tensors are NCHW (PyTorch's convention); images ``[B, 3, H, W]``. One difference that does not
-change any forward output or gradient: in training mode PyTorch updates ``running_var`` with
-the unbiased batch variance, Flax with the biased one.
+What a user would write in PyTorch instead of recon_jax: the same network layer for layer (the
+module names match the Flax parameter tree, so :func:`load_flax_variables` copies weights by
+name) and the same squared Chamfer loss in the two forms a PyTorch user writes (:data:`CHAMFER`:
+``torch.cdist`` squared then ``min``, or ``|x|^2 + |y|^2 - 2 x.y`` with ``baddbmm``; both hold
+the ``[B, N, M]`` distances). Tensors are NCHW, images ``[B, 3, H, W]`` already at the model's
+``image_size`` (the twin does not resize). PyTorch is not a dependency of recon_jax: this module
+imports ``torch`` at the top. Layer correspondence and the one known difference (PyTorch's
+running variance is unbiased): docs/design.md, "recon_jax.models".
 """
 
 from __future__ import annotations
@@ -44,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from recon_jax.models import EFFICIENT_SMALL
 
 __all__ = [
     "ConvBN",
@@ -108,11 +86,12 @@ def _same_avg_pool(x: torch.Tensor, s: int) -> torch.Tensor:
 
 
 class EfficientExtractor(nn.Module):
-    """Twin of :class:`recon_jax.models.efficient.EfficientExtractor` (its default fields)."""
+    """Twin of :class:`recon_jax.models.efficient.EfficientExtractor` (the same fields and
+    defaults: the paper's network)."""
 
-    def __init__(self, stem_features: int = 8, full_res_layers: int = 1,
-                 stage_features: Sequence[int] = (32, 64, 128, 256), stage_depth: int = 2,
-                 down_kernel: int = 2, fuse_kernel: int = 3, feature_dim: int = 1000) -> None:
+    def __init__(self, stem_features: int = 32, full_res_layers: int = 3,
+                 stage_features: Sequence[int] = (64, 128, 256), stage_depth: int = 1,
+                 down_kernel: int = 3, fuse_kernel: int = 3, feature_dim: int = 1000) -> None:
         super().__init__()
         self.total_stride = 2 ** len(stage_features)
         self.stem = ConvBN(3, stem_features, 3, 1)
@@ -246,15 +225,17 @@ class Reconstructor(nn.Module):
 
 
 def make_twin(encoder: str = "efficient", *, num_points: int = 2048) -> Reconstructor:
-    """The twin of ``recon_jax.models.make_model(encoder, num_points=num_points)``."""
+    """The twin of ``recon_jax.models.build_model({"encoder": encoder, "num_points":
+    num_points})`` (extractor fields at their defaults)."""
     if encoder == "efficient":
         extractor: nn.Module = EfficientExtractor()
+    elif encoder == "efficient_small":
+        extractor = EfficientExtractor(**EFFICIENT_SMALL)
     elif encoder in RESNET_STAGES:
         extractor = ResNetExtractor(RESNET_STAGES[encoder])
     else:
-        raise ValueError(
-            f"encoder must be 'efficient' or one of {tuple(RESNET_STAGES)}, got {encoder!r}"
-        )
+        names = ("efficient", "efficient_small", *RESNET_STAGES)
+        raise ValueError(f"encoder must be one of {names}, got {encoder!r}")
     return Reconstructor(extractor, num_points=num_points)
 
 

@@ -4,7 +4,7 @@
   dataset (:func:`figure_categories`: which categories by default); :func:`predict_examples`
   adds the run's predictions and their scores.
 * :func:`plot_reconstructions` draws them as a static matplotlib grid (one row per object);
-  ``recon-jax figure --workdir RUN --out FIG.png`` does all three (README's figure).
+  :func:`figure_of_run` does all three (``recon-jax figure --workdir RUN --out FIG.png``).
 * :func:`interactive_view` is a plotly figure (rotate and zoom in a browser or notebook);
   plotly is an optional dependency (``pip install 'recon-jax[notebook]'``).
 
@@ -14,15 +14,19 @@ Clouds are drawn in the object frame (y up), each normalised like the evaluation
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from recon_jax import protocol
-from recon_jax.data import layout
+from recon_jax import checkpoints, evaluate, protocol, rundir, viz
+from recon_jax.data import layout, sources
+from recon_jax.data.pipeline import eval_dataset
+from recon_jax.errors import UserError
 
 __all__ = [
     "DEFAULT_CATEGORIES",
@@ -32,8 +36,7 @@ __all__ = [
     "predict_examples",
     "plot_reconstructions",
     "interactive_view",
-    "configure_parser",
-    "run",
+    "figure_of_run",
 ]
 
 #: Categories of the default figure: a spread of shapes (thin parts, boxes, vehicles).
@@ -42,14 +45,12 @@ DEFAULT_CATEGORIES = ("airplane", "chair", "car", "lamp", "table", "vessel")
 
 def split_categories(root: str, split: str = "test") -> list[str]:
     """Names of the categories with at least one model in ``root``'s ``split`` (its split file)."""
-    import json
-
     path = layout.split_path(root, split)
     try:
         with open(path) as f:
             synsets = {s for s, models in json.load(f).items() if models}
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read the split file ({e})") from None
+        raise UserError(f"{path}: cannot read the split file ({e})") from None
     return [name for synset, name in layout.CATEGORIES if synset in synsets]
 
 
@@ -72,12 +73,10 @@ def test_examples(
     ``points`` ``[K, num_points, 3]`` ground truth, ``category`` ``[K]`` names, ``model_id``.
     Raises ``ValueError`` naming a category with fewer than ``per_category`` models.
     """
-    from recon_jax.data.pipeline import eval_dataset
-
     names = {name: [] for name in categories}
     for name in names:
         if name not in {n for _, n in layout.CATEGORIES}:
-            raise ValueError(f"unknown category {name!r}; expected one of "
+            raise UserError(f"unknown category {name!r}; expected one of "
                              f"{[n for _, n in layout.CATEGORIES]}")
     ds = eval_dataset(source, batch_size=16, num_points=num_points, views=(view,),
                       process_index=0, process_count=1)
@@ -91,7 +90,7 @@ def test_examples(
             break
     short = {k: len(v) for k, v in names.items() if len(v) < per_category}
     if short:
-        raise ValueError(f"the test split has fewer than {per_category} model(s) of: {short}")
+        raise UserError(f"the test split has fewer than {per_category} model(s) of: {short}")
     items = [(name, item) for name, found in names.items() for item in found]
     return {
         "image": np.stack([it["image"] for _, it in items]),
@@ -103,23 +102,12 @@ def test_examples(
 
 def predict_examples(workdir: str, examples: dict[str, np.ndarray], *, which: str = "best",
                      ) -> dict[str, np.ndarray]:
-    """``examples`` plus ``prediction`` ``[K, P, 3]`` and per-object ``cd``/``emd`` (x100,
-    the evaluation protocol without ICP) from the run in ``workdir``."""
-    from recon_jax import inference
-
-    config, model, variables, _ = inference.load_variables(workdir, which=which)
-    predict = inference.make_predict_fn(model, config.image_size)
-    pred = np.asarray(predict(variables, examples["image"]))
-    rng = np.random.default_rng(0)
-    pairs = [protocol.prepare_pair(p, g, rng) for p, g in zip(pred, examples["points"],
-                                                               strict=True)]
-    cd, em = protocol.cd_emd(np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs]))
+    """``examples`` plus ``prediction`` ``[K, P, 3]`` and per-object ``cd``/``emd`` (x100, the
+    default evaluation protocol of :mod:`recon_jax.protocol`) from the run in ``workdir``."""
+    _, model, variables, _ = checkpoints.load_variables(workdir, which=which)
+    pred = np.asarray(evaluate.make_predict_fn(model)(variables, examples["image"]))
+    cd, em = protocol.score_views(pred, examples["points"])
     return {**examples, "prediction": pred, "cd": np.asarray(cd), "emd": np.asarray(em)}
-
-
-def _normalised(points: np.ndarray) -> np.ndarray:
-    lo, hi = points.min(0), points.max(0)
-    return (points - (lo + hi) / 2) / max(float((hi - lo).max()), 1e-12)
 
 
 def plot_reconstructions(
@@ -131,8 +119,6 @@ def plot_reconstructions(
     ``examples``: the output of :func:`predict_examples` (``image``, ``points``,
     ``prediction``, ``category``; ``cd``/``emd`` label the prediction when present).
     """
-    import matplotlib.pyplot as plt
-
     k = len(examples["image"])
     fig = plt.figure(figsize=(7.5, 2.5 * k))
     for row in range(k):
@@ -144,17 +130,9 @@ def plot_reconstructions(
         if "cd" in examples:
             label += f" (CD {examples['cd'][row]:.2f}, EMD {examples['emd'][row]:.2f})"
         for col, (key, name) in enumerate((("points", "ground truth"), ("prediction", label))):
-            pts = _normalised(np.asarray(examples[key][row]))
-            ax = fig.add_subplot(k, 3, 3 * row + 2 + col, projection="3d")
-            # Object frame is y up: plot (x, z, y) so that y is the vertical axis.
-            ax.scatter(pts[:, 0], pts[:, 2], pts[:, 1], s=point_size, c=pts[:, 1],
-                       cmap="viridis", linewidths=0)
-            ax.view_init(elev=elev, azim=azim)
-            for setter in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
-                setter(-0.5, 0.5)
-            ax.set_box_aspect((1, 1, 1))
-            ax.set_axis_off()
-            ax.set_title(name, fontsize=9)
+            viz.scatter_cloud(fig.add_subplot(k, 3, 3 * row + 2 + col, projection="3d"),
+                              viz.normalized(examples[key][row]), elev=elev, azim=azim,
+                              point_size=point_size, title=name)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -172,7 +150,7 @@ def interactive_view(examples: dict[str, np.ndarray], index: int = 0) -> Any:
     fig = make_subplots(rows=1, cols=2, specs=[[{"type": "scene"}, {"type": "scene"}]],
                         subplot_titles=("ground truth", "prediction"))
     for col, key in enumerate(("points", "prediction"), 1):
-        pts = _normalised(np.asarray(examples[key][index]))
+        pts = viz.normalized(examples[key][index])
         fig.add_trace(go.Scatter3d(
             x=pts[:, 0], y=pts[:, 2], z=pts[:, 1], mode="markers",
             marker={"size": 1.5, "color": pts[:, 1], "colorscale": "Viridis"},
@@ -185,31 +163,23 @@ def interactive_view(examples: dict[str, np.ndarray], index: int = 0) -> Any:
     return fig
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", required=True, help="work directory of a `train` run")
-    parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--categories", nargs="+", default=None,
-                        help="category names, one row each (default: those of "
-                        f"{', '.join(DEFAULT_CATEGORIES)} in the test split)")
-    parser.add_argument("--per-category", type=int, default=1)
-    parser.add_argument("--view", type=int, default=0, help="rendering view of every object")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "latest", "init"))
+def figure_of_run(
+    workdir: str, out: str, *, categories: Sequence[str] | None = None, per_category: int = 1,
+    view: int = 0, which: str = "best",
+) -> str:
+    """Write ``out`` (PNG): input | ground truth | prediction for test objects of the run.
 
-
-def run(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from recon_jax import inference
-
-    config = inference.load_config(args.workdir)
-    source = inference.open_source(config, "test")
-    categories = args.categories or figure_categories(inference.data_root(config))
-    examples = test_examples(source, categories, per_category=args.per_category,
-                             view=args.view)
-    examples = predict_examples(args.workdir, examples, which=args.checkpoint)
-    fig = plot_reconstructions(examples, title=os.path.basename(os.path.normpath(args.workdir)))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}")
-    return 0
+    ``categories``: one row each (default: :func:`figure_categories` of the run's dataset).
+    The output path is checked writable before any work.
+    """
+    rundir.ensure_writable_file(out, "figure file")
+    config = checkpoints.load_config(workdir)
+    source = sources.open_source(config.data, "test")
+    categories = categories or figure_categories(sources.data_root(config.data))
+    examples = test_examples(source, categories, per_category=per_category, view=view)
+    examples = predict_examples(workdir, examples, which=which)
+    fig = plot_reconstructions(examples, title=os.path.basename(os.path.normpath(workdir)))
+    FigureCanvasAgg(fig)  # whatever pyplot's backend, write the PNG with Agg
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -15,6 +15,10 @@ import os
 import time
 from collections.abc import Mapping
 
+from tensorboardX import SummaryWriter
+
+from recon_jax import rundir
+
 __all__ = ["NonFiniteError", "check_finite", "MetricWriter", "read_metrics"]
 
 
@@ -38,8 +42,8 @@ class MetricWriter:
         run: the metrics are global values, written once)."""
         self.enabled = enabled
         os.makedirs(workdir, exist_ok=True)
-        self.path = os.path.join(workdir, "metrics.jsonl")
-        self._tb_root = os.path.join(workdir, "tensorboard") if tensorboard else None
+        self.path = rundir.path(workdir, rundir.METRICS)
+        self._tb_root = rundir.path(workdir, rundir.TENSORBOARD) if tensorboard else None
         self._tb: dict[str, object] = {}
 
     def write(self, step: int, metrics: Mapping[str, float], *, split: str = "train") -> None:
@@ -53,8 +57,6 @@ class MetricWriter:
         if self._tb_root is not None:
             writer = self._tb.get(split)
             if writer is None:
-                from tensorboardX import SummaryWriter
-
                 writer = SummaryWriter(os.path.join(self._tb_root, split))
                 self._tb[split] = writer
             for k, v in metrics.items():

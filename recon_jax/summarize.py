@@ -1,37 +1,29 @@
-"""``recon-jax summarize RUN_DIR...``: one table of runs, in the shape of Kim & Lee's Table 2.
+"""One table of runs in the shape of Kim & Lee's Table 2 (``recon-jax summarize RUN_DIR...``).
 
-Kim & Lee (2023) Table 2 lists CD, EMD and FLOPs per method; the table here adds what the paper
-claims beside them (parameters, training memory) and what a reader needs to weigh them
-(training time, the settings that differ). One row per run directory, read from the files a run
-leaves behind, nothing recomputed:
-
-* **CD, EMD** (x100): ``eval_test.json`` of ``recon-jax eval`` (mean of the categories, the
-  protocol of :mod:`recon_jax.protocol`: unsquared CD, exact EMD, no ICP unless ``--icp``).
-* **GFLOPs, params**: ``train_step.json`` (:func:`recon_jax.train.write_step_report`): forward
-  pass on one image at the run's input size, XLA's count (a multiply-add is 2 FLOPs), for the
-  extractor and for the whole network; trainable parameters of the whole network.
-* **Peak train memory**: XLA's buffer assignment of the compiled training step, per device
-  (parameters, Adam state, batch, activations and loss workspace; the host's data pipeline is
-  not counted).
-* **Training time**: wall-clock minutes of the training loop, the sum of the ``interval_s`` of
-  the train records in ``metrics.jsonl`` (compilation and the periodic test-CD evaluations
-  included; the final ``eval`` is not). For records without ``interval_s`` (runs older than
-  this field) it is the record's images divided by its ``images_per_s``.
-
-A missing file leaves its cells "n/a" (and says which file); a run without the eval result is an
-error naming the command to run.
+One row per work directory, read from the files a run leaves behind, nothing recomputed: CD and
+EMD x100 from ``eval_test.json`` (mean of the categories), GFLOPs (forward, one image, a
+multiply-add = 2 FLOPs), parameters and the training step's peak memory per device from
+``train_step.json``, and the training time (minutes: the sum of the train records'
+``interval_s`` in ``metrics.jsonl``, compilation and periodic test-CD checks included). A
+missing file leaves its cells "n/a" and says which; a run without its evaluation is a
+:class:`~recon_jax.errors.UserError` naming the command to run. Design notes: docs/design.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import re
 from typing import Any
 
+import numpy as np
+
+from recon_jax import rundir
+from recon_jax.errors import UserError
+
 __all__ = [
-    "load_run", "training_seconds", "summary_markdown", "per_category_markdown",
-    "configure_parser", "run",
+    "load_run", "training_seconds", "group_name", "group_runs", "mean_std", "summary_markdown",
+    "per_category_markdown", "paired_comparison", "paired_markdown",
 ]
 
 _MISSING = "n/a"
@@ -44,7 +36,7 @@ def _read_json(path: str) -> dict[str, Any] | None:
         try:
             return json.load(f)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+            raise UserError(f"{path}: not valid JSON ({e})") from None
 
 
 def training_seconds(metrics_path: str, batch_size: int) -> float | None:
@@ -63,7 +55,7 @@ def training_seconds(metrics_path: str, batch_size: int) -> float | None:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{metrics_path}, line {line_no}: not valid JSON ({e})") from None
+                raise UserError(f"{metrics_path}, line {line_no}: not valid JSON ({e})") from None
             if record.get("split") == "train":
                 records[int(record["step"])] = record
     if not records:
@@ -79,43 +71,45 @@ def training_seconds(metrics_path: str, batch_size: int) -> float | None:
     return total
 
 
-def _loss_label(config: dict[str, Any]) -> str:
+def _loss_label(loss: dict[str, Any]) -> str:
     terms = []
     for key, name in (("kl_weight", "KL"), ("cd_weight", "CD"), ("emd_weight", "EMD")):
-        weight = float(config.get(key, 0.0))
+        weight = float(loss.get(key, 0.0))
         if weight:
             terms.append(name if weight == 1 else f"{weight:g} {name}")
     return " + ".join(terms) or "(no loss)"
 
 
-def load_run(workdir: str, *, icp: bool = False) -> dict[str, Any]:
+def load_run(workdir: str, *, eval_name: str = "eval_test.json") -> dict[str, Any]:
     """One table row: settings, CD/EMD, cost figures and training time of the run in ``workdir``.
 
     Raises:
-      FileNotFoundError: ``config.json`` or the evaluation result is missing.
+      UserError: ``config.json`` or the evaluation result ``eval_name`` is missing.
     """
-    config = _read_json(os.path.join(workdir, "config.json"))
-    if config is None:
-        raise FileNotFoundError(
-            f"{workdir}: no config.json (not a `recon-jax train` work directory)")
-    eval_name = "eval_test_icp.json" if icp else "eval_test.json"
+    config = _read_json(rundir.path(workdir, rundir.CONFIG))
+    if config is None or "model" not in config:
+        raise UserError(f"{workdir}: no config.json of a `recon-jax train` run (with sections "
+                        "data, model, loss, ...)")
     results = _read_json(os.path.join(workdir, eval_name))
     if results is None:
-        raise FileNotFoundError(
-            f"{workdir}: no {eval_name}; run `recon-jax eval --workdir {workdir}"
-            f"{' --icp' if icp else ''}` first")
-    step_report = _read_json(os.path.join(workdir, "train_step.json")) or {}
-    seconds = training_seconds(os.path.join(workdir, "metrics.jsonl"), config["batch_size"])
+        raise UserError(f"{workdir}: no {eval_name}; run `recon-jax eval --workdir {workdir}` "
+                        "first")
+    step_report = _read_json(rundir.path(workdir, rundir.STEP_REPORT)) or {}
+    data, model = config["data"], config["model"]
+    seconds = training_seconds(rundir.path(workdir, rundir.METRICS), data["batch_size"])
     return {
         "run": os.path.basename(os.path.normpath(workdir)),
         "workdir": workdir,
-        "encoder": config["encoder"],
-        "loss": _loss_label(config),
-        "num_points": config["num_points"],
-        "image_size": config["image_size"],
-        "batch_size": config["batch_size"],
-        "num_steps": config["num_steps"],
+        "encoder": model["encoder"],
+        "loss": _loss_label(config["loss"]),
+        "seed": config["run"]["seed"],
+        "num_points": model["num_points"],
+        "image_size": model["image_size"],
+        "batch_size": data["batch_size"],
+        "num_steps": config["optim"]["num_steps"],
         "eval_step": results.get("step"),
+        "checkpoint": results.get("checkpoint"),
+        "protocol": results.get("protocol_name", results.get("protocol")),
         "cd": results["mean"]["cd"],
         "emd": results["mean"]["emd"],
         "views": results.get("views"),
@@ -126,8 +120,8 @@ def load_run(workdir: str, *, icp: bool = False) -> dict[str, Any]:
         "step_peak_bytes": step_report.get("step_peak_bytes"),
         "devices": step_report.get("devices"),
         "train_seconds": seconds,
-        "missing": [name for name, ok in (("train_step.json", bool(step_report)),
-                                          ("metrics.jsonl", seconds is not None)) if not ok],
+        "missing": [name for name, ok in ((rundir.STEP_REPORT, bool(step_report)),
+                                          (rundir.METRICS, seconds is not None)) if not ok],
     }
 
 
@@ -135,8 +129,38 @@ def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
     return _MISSING if value is None else format(value / scale, spec)
 
 
-def summary_markdown(rows: list[dict[str, Any]], *, icp: bool = False) -> str:
-    """The Markdown table of :func:`load_run` rows, with the settings they share stated once."""
+def group_name(row: dict[str, Any]) -> str:
+    """The experiment a run replicates: its directory name without a ``_seed<N>`` suffix."""
+    return re.sub(r"_seed\d+$", "", row["run"])
+
+
+def group_runs(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by :func:`group_name`, in order of first appearance."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(group_name(row), []).append(row)
+    return groups
+
+
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof 1; ``None`` for one value or a missing one)."""
+    if not values or any(v is None for v in values):
+        return None, None
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if len(arr) > 1 else None)
+
+
+def _fmt_spread(values: list[float | None], spec: str = ".2f", scale: float = 1.0) -> str:
+    mean, std = mean_std(values)
+    if mean is None:
+        return _MISSING
+    return _fmt(mean, spec, scale) + ("" if std is None else f" ± {_fmt(std, spec, scale)}")
+
+
+def summary_markdown(rows: list[dict[str, Any]]) -> str:
+    """Markdown of :func:`load_run` rows: one line per experiment (seed replicates grouped, mean
+    ± sample std), the settings they share, CD per category, and paired comparisons."""
+    groups = group_runs(rows)
     shared = []
     for key, label in (("image_size", "input {0}x{0}"), ("batch_size", "batch {0}"),
                        ("num_steps", "{0} steps")):
@@ -144,68 +168,93 @@ def summary_markdown(rows: list[dict[str, Any]], *, icp: bool = False) -> str:
         if len(values) == 1:
             shared.append(label.format(values.pop()))
     lines = [
-        "| run | extractor | loss | points | CD x100 | EMD x100 | GFLOPs extractor / "
+        "| run | extractor | loss | points | seeds | CD x100 | EMD x100 | GFLOPs extractor / "
         "network | params (M) | peak train memory (MiB/device) | training time (min) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
+    for name, runs in groups.items():
+        first = runs[0]
         lines.append(
-            f"| {row['run']} | {row['encoder']} | {row['loss']} | {row['num_points']} | "
-            f"{row['cd']:.2f} | {_fmt(row['emd'], '.2f')} | "
-            f"{_fmt(row['extractor_gflops'], '.3f')} / {_fmt(row['model_gflops'], '.3f')} | "
-            f"{_fmt(row['model_params'], '.2f', 1e6)} | "
-            f"{_fmt(row['step_peak_bytes'], '.0f', 2**20)} | "
-            f"{_fmt(row['train_seconds'], '.1f', 60)} |")
+            f"| {name} | {first['encoder']} | {first['loss']} | {first['num_points']} | "
+            f"{','.join(str(r['seed']) for r in runs)} | "
+            f"{_fmt_spread([r['cd'] for r in runs])} | {_fmt_spread([r['emd'] for r in runs])} | "
+            f"{_fmt(first['extractor_gflops'], '.3f')} / {_fmt(first['model_gflops'], '.3f')} | "
+            f"{_fmt(first['model_params'], '.2f', 1e6)} | "
+            f"{_fmt(first['step_peak_bytes'], '.0f', 2**20)} | "
+            f"{_fmt_spread([r['train_seconds'] for r in runs], '.1f', 60)} |")
+    protocols = sorted({str(r.get("protocol")) for r in rows})
+    steps = sorted({str(r.get("checkpoint")) for r in rows})
     notes = [
         "",
-        f"Test split, mean of the categories, {'with' if icp else 'no'} ICP; CD unsquared, "
-        "EMD exact (protocol: README). GFLOPs: forward pass on one image, a multiply-add = 2. "
-        "Memory: XLA's buffers of one training step. Time: the training loop, compilation and "
-        "periodic test-CD checks included.",
+        f"Test split, mean of the categories; protocol {', '.join(protocols)}; checkpoint "
+        f"{', '.join(steps)} (best = lowest periodic test CD). CD unsquared, EMD exact, both "
+        "x100; with several seeds: mean ± sample std. GFLOPs: forward pass on one image, a "
+        "multiply-add = 2. Memory: XLA's buffers of one training step. Time: the training "
+        "loop, compilation and periodic test-CD checks included.",
     ]
     if shared:
         notes.append(f"Shared by every row: {', '.join(shared)}.")
     for row in rows:
         if row["missing"]:
             notes.append(f"{row['run']}: {', '.join(row['missing'])} missing, cells n/a.")
-    return "\n".join(lines + notes + per_category_markdown(rows)) + "\n"
+    return "\n".join(lines + notes + per_category_markdown(rows)
+                     + paired_markdown(rows)) + "\n"
 
 
 def per_category_markdown(rows: list[dict[str, Any]]) -> list[str]:
-    """Lines of a second table: CD x100 per category (rows) and run (columns), with the run
-    of lowest CD in bold; empty when no row has per-category results."""
+    """Lines of a second table: CD x100 per category (rows) and experiment (columns, the mean
+    over its seeds), the lowest in bold; empty when no row has per-category results."""
+    groups = group_runs(rows)
     names = list(dict.fromkeys(n for row in rows for n in row.get("per_category", {})))
     if not names:
         return []
-    lines = ["", "CD x100 per category (lowest in bold):", "",
-             "| category | " + " | ".join(row["run"] for row in rows) + " |",
-             "|---|" + "---|" * len(rows)]
+    lines = ["", "CD x100 per category, mean over seeds (lowest in bold):", "",
+             "| category | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     for name in names:
-        values = [row.get("per_category", {}).get(name) for row in rows]
-        best = min(v for v in values if v is not None)
+        values = [mean_std([r.get("per_category", {}).get(name) for r in runs])[0]
+                  for runs in groups.values()]
+        present = [v for v in values if v is not None]
+        best = min(present) if present else None
         cells = [_MISSING if v is None else (f"**{v:.2f}**" if v == best else f"{v:.2f}")
                  for v in values]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("workdirs", nargs="+", metavar="RUN_DIR",
-                        help="work directories of evaluated `recon-jax train` runs")
-    parser.add_argument("--icp", action="store_true",
-                        help="use the ICP-aligned results (eval_test_icp.json)")
-    parser.add_argument("--out", default=None,
-                        help="also write OUT.md (the table) and OUT.json (the rows)")
+def paired_comparison(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Runs of ``a`` against runs of ``b`` with the same seed (same initialisation seed and data
+    order): per seed the CD difference ``a - b`` (mean of categories) and the categories where
+    ``a``'s CD is lower. ``None`` when no seed is shared."""
+    by_seed = {r["seed"]: r for r in b}
+    pairs = [(r, by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
+    if not pairs:
+        return None
+    diffs, won, total = [], [], []
+    for ra, rb in pairs:
+        diffs.append(ra["cd"] - rb["cd"])
+        cats = [c for c in ra["per_category"] if c in rb["per_category"]]
+        won.append(sum(ra["per_category"][c] < rb["per_category"][c] for c in cats))
+        total.append(len(cats))
+    mean, std = mean_std(diffs)
+    return {"seeds": [ra["seed"] for ra, _ in pairs], "cd_diff": diffs, "cd_diff_mean": mean,
+            "cd_diff_std": std, "won": won, "categories": total}
 
 
-def run(args: argparse.Namespace) -> int:
-    rows = [load_run(workdir, icp=args.icp) for workdir in args.workdirs]
-    table = summary_markdown(rows, icp=args.icp)
-    print(table, end="")
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out + ".md", "w") as f:
-            f.write(table)
-        with open(args.out + ".json", "w") as f:
-            json.dump(rows, f, indent=2)
-    return 0
+def paired_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Paired comparisons of each ``efficient`` experiment against each ResNet experiment."""
+    groups = group_runs(rows)
+    ours = [n for n, runs in groups.items() if runs[0]["encoder"] == "efficient"]
+    theirs = [n for n, runs in groups.items() if runs[0]["encoder"].startswith("resnet")]
+    lines = []
+    for a in ours:
+        for b in theirs:
+            cmp = paired_comparison(groups[a], groups[b])
+            if cmp is None:
+                continue
+            spread = "" if cmp["cd_diff_std"] is None else f" ± {cmp['cd_diff_std']:.2f}"
+            per_seed = ", ".join(f"seed {s}: {w}/{t}" for s, w, t in
+                                 zip(cmp["seeds"], cmp["won"], cmp["categories"], strict=True))
+            lines.append(f"- {a} vs {b}: CD difference {cmp['cd_diff_mean']:+.2f}{spread} "
+                         f"(negative: {a} better); categories won by {a}: "
+                         f"{sum(cmp['won'])} of {sum(cmp['categories'])} ({per_seed})")
+    return ["", "Paired comparisons (same seed, same data order):", "", *lines] if lines else []

@@ -1,116 +1,107 @@
-"""The experiment configs and run_compare.sh: each row is the base config with its one change."""
+"""The experiment configs and run_compare.sh: each variant is the base config, one field changed."""
 
-import glob
 import os
 import subprocess
 
 import pytest
 
-from recon_jax import inference
+from recon_jax.configs import ConfigError, config_diff, load_config_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "experiments", "configs")
+COMPARE = os.path.join(CONFIGS, "compare.py")
 SCRIPT = os.path.join(REPO, "experiments", "run_compare.sh")
 
-# row config -> the fields it changes from compare.py, at either scale
+# variant -> the fields it changes from the base row, at either scale
 CHANGES = {
-    "compare_resnet18": {"encoder": "resnet18"},
-    "compare_resnet34": {"encoder": "resnet34"},
-    "compare_kl0": {"kl_weight": 0.0},
-    "compare_kl1": {"kl_weight": 1.0},
-    "compare_cd_only": {"emd_weight": 0.0},
-    "compare_emd_only": {"cd_weight": 0.0},
-    "compare_points1024": {"num_points": 1024, "target_points": 1024},
-    "compare_points2048": {"num_points": 2048, "target_points": 2048},
+    "efficient_small": {"model.encoder": "efficient_small"},
+    "resnet18": {"model.encoder": "resnet18"},
+    "resnet34": {"model.encoder": "resnet34"},
+    "kl0": {"loss.kl_weight": 0.0},
+    "kl1": {"loss.kl_weight": 1.0},
+    "cd_only": {"loss.emd_weight": 0.0},
+    "emd_only": {"loss.cd_weight": 0.0},
+    "points1024": {"model.num_points": 1024, "data.target_points": 1024},
+    "points2048": {"model.num_points": 2048, "data.target_points": 2048},
 }
 
 
-def _load(name, scale=None):
-    path = os.path.join(CONFIGS, name + ".py")
-    return inference.load_config_file(path if scale is None else f"{path}:{scale}").to_dict()
+def _load(arg=None, path=COMPARE):
+    return load_config_file(path if arg is None else f"{path}:{arg}")
 
 
-def test_every_row_config_is_a_file_with_its_command():
-    rows = sorted(os.path.basename(p)[:-3]
-                  for p in glob.glob(os.path.join(CONFIGS, "compare_*.py")))
-    assert rows == sorted(CHANGES)
-    for name in ["compare", *rows]:
-        doc = open(os.path.join(CONFIGS, name + ".py")).read().split('"""')[1]
-        assert f"recon-jax train --config experiments/configs/{name}.py" in doc, name
-        assert "Result" in doc, name
+def _get(config, dotted):
+    section, field = dotted.split(".")
+    return config[section][field]
+
+
+def test_every_config_file_names_its_command_and_loads_without_path_edits():
+    for name in ("default", "tiny", "paper", "compare"):
+        text = open(os.path.join(CONFIGS, name + ".py")).read()
+        assert f"recon-jax train --config experiments/configs/{name}.py" in text, name
+        assert "sys.path" not in text, name
+        _load(path=os.path.join(CONFIGS, name + ".py"))
 
 
 @pytest.mark.parametrize("scale", ["cpu", "paper"])
-def test_rows_change_only_their_fields(scale):
-    base = _load("compare", scale)
+def test_variants_change_only_their_fields(scale):
+    base = _load(f"base,{scale}")
     for name, changes in CHANGES.items():
-        config = _load(name, scale)
-        diff = {k: v for k, v in config.items() if base[k] != v}
-        expected = {k: v for k, v in changes.items() if base[k] != v}
-        assert diff == expected, name
+        config = _load(f"{name},{scale}")
+        expected = sorted(k for k, v in changes.items() if _get(base, k) != v)
+        assert config_diff(base, config) == expected, name
+        for k in expected:
+            assert _get(config, k) == changes[k]
 
 
 def test_scales():
-    cpu, paper, default = _load("compare"), _load("compare", "paper"), _load("paper")
-    assert cpu == _load("compare", "cpu")
-    assert paper == default  # the paper scale is paper.py itself
-    assert (cpu["num_points"], cpu["target_points"], cpu["image_size"]) == (1024, 1024, 64)
-    assert cpu["emd_coarse_stages"] and paper["emd_coarse_stages"] == ()
-    with pytest.raises(ValueError, match="scale must be one of"):
-        _load("compare", "huge")
+    cpu, paper = _load("base").to_dict(), _load("base,paper").to_dict()
+    assert cpu == _load("base,cpu").to_dict() == _load().to_dict()
+    assert paper == _load(path=os.path.join(CONFIGS, "paper.py")).to_dict()
+    assert (cpu["model"]["num_points"], cpu["data"]["target_points"],
+            cpu["model"]["image_size"]) == (1024, 1024, 64)
+    assert cpu["loss"]["emd_coarse_stages"] and paper["loss"]["emd_coarse_stages"] == ()
+    with pytest.raises(ConfigError, match="scale must be one of"):
+        _load("base,huge")
+    with pytest.raises(ConfigError, match="variant must be one of"):
+        _load("resnet50")
 
 
-def _dry_run(*args):
+def _dry_run(*args, **env):
     return subprocess.run(["bash", SCRIPT, *args], cwd=REPO, capture_output=True, text=True,
-                          env=dict(os.environ, DRY_RUN="1"))
+                          env=dict(os.environ, DRY_RUN="1", **env))
 
 
-@pytest.mark.parametrize("scale,points_row", [("cpu", "compare_points2048"),
-                                              ("paper", "compare_points1024")])
-def test_run_compare_trains_evaluates_and_summarizes_every_row(tmp_path, scale, points_row):
+@pytest.mark.parametrize("scale,points", [("cpu", "points2048"), ("paper", "points1024")])
+def test_run_compare_trains_evaluates_and_summarizes_every_variant(tmp_path, scale, points):
     runs = str(tmp_path / "runs")
-    proc = _dry_run(scale, runs, "--config.data_dir=/data")
+    proc = _dry_run(scale, runs, "--config.data.data_dir=/data")
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    rows = ["compare", *[r for r in CHANGES if r.startswith("compare_") and
-                         not r.startswith("compare_points")], points_row]
+    runs_made = [(v, s) for v in ("base", "efficient_small", "resnet18", "resnet34")
+                 for s in (0, 1, 2)]
+    runs_made += [(v, 0) for v in ("kl0", "kl1", "cd_only", "emd_only", points)]
     expected = []
-    for row in rows:
-        expected += [f"recon-jax train --config experiments/configs/{row}.py:{scale} "
-                     f"--workdir {runs}/{row} --config.data_dir=/data",
-                     f"recon-jax eval --workdir {runs}/{row}"]
-    expected.append("recon-jax summarize " + " ".join(f"{runs}/{r}" for r in rows)
+    for variant, seed in runs_made:
+        expected += [f"recon-jax train --config experiments/configs/compare.py:{variant},{scale} "
+                     f"--workdir {runs}/{variant}_seed{seed} --config.run.seed={seed} "
+                     "--config.data.data_dir=/data",
+                     f"recon-jax eval --workdir {runs}/{variant}_seed{seed}"]
+    expected.append("recon-jax summarize " + " ".join(f"{runs}/{v}_seed{s}" for v, s in runs_made)
                     + f" --out {runs}/summary")
-    assert lines == expected
+    assert proc.stdout.splitlines() == expected
+    # every variant the script names exists in compare.py
+    for variant, _ in runs_made:
+        _load(f"{variant},{scale}")
 
 
-def test_run_compare_skips_evaluated_rows_and_rejects_a_bad_scale(tmp_path):
+def test_run_compare_rows_seeds_skips_evaluated_runs_and_rejects_a_bad_scale(tmp_path):
     runs = tmp_path / "runs"
-    (runs / "compare").mkdir(parents=True)
-    (runs / "compare" / "eval_test.json").write_text("{}")
-    proc = _dry_run("cpu", str(runs))
-    assert "experiments/configs/compare.py" not in proc.stdout
-    assert "already evaluated" in proc.stdout
+    (runs / "resnet18_seed0").mkdir(parents=True)
+    (runs / "resnet18_seed0" / "eval_test.json").write_text("{}")
+    proc = _dry_run("cpu", str(runs), ROWS="resnet18 kl0", SEEDS="0 5")
+    lines = proc.stdout.splitlines()
+    assert "already evaluated" in lines[0]
+    assert [line.split(" --workdir ")[1].split()[0] for line in lines if "train" in line] == [
+        f"{runs}/resnet18_seed5", f"{runs}/kl0_seed0"]
     proc = _dry_run("huge")
     assert proc.returncode == 2 and "scale must be 'cpu' or 'paper'" in proc.stderr
-
-
-def test_run_seeds_trains_one_run_per_seed(tmp_path):
-    script = os.path.join(REPO, "experiments", "run_seeds.sh")
-    runs = str(tmp_path)
-    proc = subprocess.run(
-        ["bash", script, "experiments/configs/compare.py:paper", runs, "1", "2", "--",
-         "--config.data_dir=/data"],
-        cwd=REPO, capture_output=True, text=True, env=dict(os.environ, DRY_RUN="1"))
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [
-        f"recon-jax train --config experiments/configs/compare.py:paper --workdir "
-        f"{runs}/compare_seed1 --config.seed=1 --config.data_dir=/data",
-        f"recon-jax eval --workdir {runs}/compare_seed1",
-        f"recon-jax train --config experiments/configs/compare.py:paper --workdir "
-        f"{runs}/compare_seed2 --config.seed=2 --config.data_dir=/data",
-        f"recon-jax eval --workdir {runs}/compare_seed2",
-        f"recon-jax summarize {runs}/compare_seed1 {runs}/compare_seed2",
-    ]
-    proc = subprocess.run(["bash", script, "only-one-arg"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "usage: run_seeds.sh" in proc.stderr

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from recon_jax import evaluate, inference
+from recon_jax import checkpoints, evaluate
 from recon_jax.metric_writers import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,9 +34,9 @@ def test_two_processes_train_one_model(tmp_path):
         subprocess.Popen(
             [sys.executable, "-m", "recon_jax.cli", "train",
              "--config", os.path.join(REPO, "experiments", "configs", "tiny.py"),
-             "--workdir", workdir, f"--config.synthetic_dir={data}", "--multihost",
-             f"--coordinator_address=localhost:{port}", "--num_processes=2",
-             f"--process_id={i}"],
+             "--workdir", workdir, f"--config.data.synthetic_dir={data}", "--multihost",
+             f"--coordinator-address=localhost:{port}", "--num-processes=2",
+             f"--process-id={i}"],
             cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
         for i in range(2)
@@ -50,17 +50,19 @@ def test_two_processes_train_one_model(tmp_path):
         assert p.returncode == 0, f"process {i}:\n{out[-4000:]}"
         assert "devices: 2 x cpu (2 process(es))" in out, out[-2000:]
 
-    config = inference.load_config(workdir)
+    config = checkpoints.load_config(workdir)
     train = read_metrics(os.path.join(workdir, "metrics.jsonl"), split="train")
     # written once (by process 0), every log step, all finite
-    assert [r["step"] for r in train] == list(range(config.log_every, config.num_steps + 1,
-                                                     config.log_every))
+    assert [r["step"] for r in train] == list(range(config.run.log_every,
+                                                     config.optim.num_steps + 1,
+                                                     config.run.log_every))
     assert all(np.isfinite(r["loss"]) for r in train)
     report = json.load(open(os.path.join(workdir, "train_step.json")))
-    assert report["devices"] == 2 and report["batch_size"] == config.batch_size
+    assert report["devices"] == 2 and report["batch_size"] == config.data.batch_size
     steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints"))
                    if d.isdigit())
-    assert steps[-1] == config.num_steps
+    assert steps[-1] == config.optim.num_steps
     # The checkpoint written by the pair restores in a single process and evaluates.
-    results = evaluate.evaluate_workdir(workdir, progress=False)
-    assert results["step"] == config.num_steps and results["views"] == 3 * 24
+    results, _ = evaluate.evaluate_workdir(workdir, which="latest", views=2, workers=1,
+                                           progress=False)
+    assert results["step"] == config.optim.num_steps and results["views"] == 3 * 2

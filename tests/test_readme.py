@@ -43,13 +43,14 @@ def test_quick_start_runs_as_written(tmp_path):
     import subprocess
     import sys
 
-    from recon_jax import inference
+    from recon_jax.configs import load_config_file
 
     configs = os.path.join(REPO, "experiments", "configs")
-    default = inference.load_config_file(os.path.join(configs, "default.py")).to_dict()
-    tiny = inference.load_config_file(os.path.join(configs, "tiny.py")).to_dict()
-    overrides = {k: v for k, v in tiny.items() if default[k] != v}
-    overrides["synthetic_dir"] = default["synthetic_dir"]  # keep the README's data path
+    default = load_config_file(os.path.join(configs, "default.py")).to_dict()
+    tiny = load_config_file(os.path.join(configs, "tiny.py")).to_dict()
+    overrides = {section: {k: v for k, v in fields.items() if default[section][k] != v}
+                 for section, fields in tiny.items()}
+    overrides["data"].pop("synthetic_dir")  # keep the README's data path
     shutil.copytree(os.path.join(REPO, "experiments"), tmp_path / "experiments")
     (tmp_path / "experiments" / "configs" / "default.py").write_text(
         "import importlib.util\n"
@@ -62,7 +63,7 @@ def test_quick_start_runs_as_written(tmp_path):
         "    return config\n")
 
     setup = _bash_block_after("## Set-up").splitlines()[1]  # command 1 (line 0: comment)
-    assert setup.startswith("pip install -e . && recon-jax train"), setup
+    assert setup.startswith("pip install -e '.[train]' && recon-jax train"), setup
     quick = _bash_block_after("## Quick start")
     lines = [ln for ln in quick.splitlines()
              if ln.strip() and not ln.startswith("#") and not ln.startswith("pip install")]
@@ -76,10 +77,12 @@ def test_quick_start_runs_as_written(tmp_path):
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{line}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         if line.startswith("recon-jax summarize"):
-            assert "| default | efficient | 0.05 KL + CD + EMD | 128 |" in proc.stdout
+            assert "| default | efficient | 0.05 KL + CD + EMD | 128 | 0 |" in proc.stdout
 
     run = tmp_path / "runs" / "default"
-    assert json.loads((run / "eval_test.json").read_text())["step"] == tiny["num_steps"]
+    evaluated = json.loads((run / "eval_test.json").read_text())
+    assert evaluated["checkpoint"] == "best" and evaluated["protocol_name"] == "3d-lmnet"
+    assert evaluated["icp"] is True and evaluated["views"] == 3 * 24
     assert (run / "eval_test_init.json").is_file()
     plys = sorted((run / "predictions").glob("*.ply"))
     assert plys and len(plys) == len(list((run / "predictions").glob("*.png")))

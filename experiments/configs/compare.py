@@ -1,53 +1,77 @@
-"""Comparison suite, base row: the paper's model and loss (efficient extractor, 0.05 KL + CD + EMD).
+"""Comparison suite: does the paper's extractor match the ResNets, and do its loss choices matter?
 
-Every ``compare_*.py`` changes one field of this config; ``experiments/run_compare.sh`` trains and
-evaluates all of them and ``recon-jax summarize`` tabulates the results (README, "Experiments").
+Named variants (the ml_collections ``get_config(arg)`` convention), each the base row with one
+change; ``experiments/run_compare.sh`` trains and evaluates them and ``recon-jax summarize``
+tabulates the runs. The argument is ``VARIANT`` or ``VARIANT,SCALE``:
 
-Two scales, chosen by the argument after the file name:
-
-* ``cpu`` (default): what a 2-core CPU finishes in 5-20 minutes a row (96 for the suite). The
-  default config's data (13 synthetic categories x 10 models, 24 views), 64x64 input, 1,024
-  output points trained against the 1,024-point ground truth, batch 16, 600 steps (~3.8 epochs
-  of the 2,496 training views), and a shorter Sinkhorn schedule for the training EMD (60
-  iterations instead of 170: 0.3% mean error against the exact EMD on 1,024-point synthetic
-  pairs instead of 0.06%, at half the time: experiments/bench_emd_schedule.py; evaluation
-  always uses the exact EMD).
-* ``paper``: ``paper.py``'s sizes (128x128, 2,048 points, batch 32, 100k steps) and the default
-  Sinkhorn schedule, for a GPU.
+* variants: ``base`` (the paper's model and loss), ``efficient_small``, ``resnet18``,
+  ``resnet34``, ``kl0``, ``kl1``, ``cd_only``, ``emd_only``, ``points1024``, ``points2048``;
+* scales: ``cpu`` (default; what a 2-core CPU finishes: the default config's data, 64x64
+  input, 1,024 points against the 1,024-point ground truth, batch 16, 600 steps, a 60-iteration
+  Sinkhorn schedule for the training EMD) or ``paper`` (``paper.py``'s sizes, for a GPU).
 
 Run:
-    recon-jax train --config experiments/configs/compare.py --workdir runs/compare_cpu/compare
-    recon-jax eval --workdir runs/compare_cpu/compare
-    # GPU: --config experiments/configs/compare.py:paper
-
-Result (cpu scale, 2026-11-24, 2-core CPU, README "Experiments"): test CD x100 9.03,
-EMD x100 8.92 (mean of 13 categories, no ICP); 5.75 M parameters, 0.100
-GFLOPs (extractor, 64x64), 172 MiB per training step; training 6.2 min.
-Seeds 0, 1, 2 (experiments/run_seeds.sh): CD x100 9.03, 9.13, 8.80.
+    recon-jax train --config experiments/configs/compare.py:resnet18 \
+        --workdir runs/compare_cpu/resnet18_seed0
+    recon-jax eval --workdir runs/compare_cpu/resnet18_seed0
+    experiments/run_compare.sh cpu runs/compare_cpu        # every variant
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from recon_jax.configs import load_config_file
 
-import default  # noqa: E402
-import paper  # noqa: E402
-
+HERE = os.path.dirname(os.path.abspath(__file__))
 SCALES = ("cpu", "paper")
 
 
-def get_config(scale: str = "cpu"):
+def _encoder(name):
+    return lambda c: setattr(c.model, "encoder", name)
+
+
+def _points(n):
+    def change(c):
+        c.model.num_points = n
+        c.data.target_points = n  # each model is trained against a ground truth of its size
+
+    return change
+
+
+#: variant name -> the one change it makes to the base row.
+VARIANTS = {
+    "base": lambda c: None,
+    "efficient_small": _encoder("efficient_small"),
+    "resnet18": _encoder("resnet18"),
+    "resnet34": _encoder("resnet34"),
+    "kl0": lambda c: setattr(c.loss, "kl_weight", 0.0),
+    "kl1": lambda c: setattr(c.loss, "kl_weight", 1.0),
+    "cd_only": lambda c: setattr(c.loss, "emd_weight", 0.0),
+    "emd_only": lambda c: setattr(c.loss, "cd_weight", 0.0),
+    "points1024": _points(1024),
+    "points2048": _points(2048),
+}
+
+
+def base_config(scale: str = "cpu"):
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     if scale == "paper":
-        return paper.get_config()
-    config = default.get_config()
-    config.num_points = 1024  # the other point count is compare_points2048.py
-    config.target_points = 1024  # each model is trained against a ground truth of its size
-    config.num_steps = 600
-    config.eval_every = 200
-    # 60 Sinkhorn iterations instead of 170 (module docstring: 0.3% error, half the time).
-    config.emd_coarse_stages = ((3.0, 5), (1.0, 15), (0.3, 20))
-    config.emd_fine_stages = ((0.02, 10), (0.004, 10))
+        return load_config_file(os.path.join(HERE, "paper.py"))
+    config = load_config_file(os.path.join(HERE, "default.py"))
+    _points(1024)(config)
+    config.optim.num_steps = 600
+    config.eval.every = 200
+    # 60 Sinkhorn iterations instead of 170 (0.28% error against the exact EMD instead of
+    # 0.05%, 43% of the time: experiments/bench_emd_schedule.py).
+    config.loss.emd_coarse_stages = ((3.0, 5), (1.0, 15), (0.3, 20))
+    config.loss.emd_fine_stages = ((0.02, 10), (0.004, 10))
+    return config
+
+
+def get_config(arg: str = "base"):
+    variant, _, scale = arg.partition(",")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {tuple(VARIANTS)}, got {variant!r}")
+    config = base_config(scale or "cpu")
+    VARIANTS[variant](config)
     return config

@@ -8,26 +8,23 @@ Run:
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import default  # noqa: E402
+from recon_jax.configs import load_config_file
 
 
 def get_config():
-    config = default.get_config()
-    config.synthetic_dir = "data/synthetic_tiny"
-    config.synthetic_models_per_category = 3  # 2 train + 1 test per category
-    config.synthetic_categories = ("airplane", "chair", "lamp")
-    config.image_size = 32
-    config.num_points = 128
-    config.target_points = 1024
-    config.batch_size = 4
-    config.num_steps = 8
-    config.warmup_steps = 1
-    config.log_every = 2
-    config.eval_every = 4
-    config.eval_views = 1
-    config.progress_bar = False
+    config = load_config_file(os.path.join(os.path.dirname(__file__), "default.py"))
+    config.data.synthetic_dir = "data/synthetic_tiny"
+    config.data.synthetic_models_per_category = 3  # 2 train + 1 test per category
+    config.data.synthetic_categories = ("airplane", "chair", "lamp")
+    config.data.target_points = 1024
+    config.data.batch_size = 4
+    config.model.image_size = 32
+    config.model.num_points = 128
+    config.optim.num_steps = 8
+    config.optim.warmup_steps = 1
+    config.eval.every = 4
+    config.eval.views = 1
+    config.run.log_every = 2
+    config.run.progress_bar = False
     return config

@@ -1,32 +1,18 @@
-"""The 3D-R2N2 camera, read from ``rendering_metadata.txt`` the way the field reads it.
+"""The 3D-R2N2 camera of ``rendering_metadata.txt``, read as the field reads it, and the one
+parser of that file.
 
-Each line of ``rendering_metadata.txt`` holds ``azimuth elevation in_plane distance_ratio fov``
-(degrees, degrees, always 0, unitless, degrees; 3D-R2N2 writes ``fov = 25``). Codes that project
-3D points into the 3D-R2N2 renders (Pixel2Mesh's ``camera_info``, DISN's ``getBlenderProj``, Mesh
-R-CNN's ``compute_extrinsic_matrix`` as used by PyTorch3D's ``R2N2`` dataset) all read it the same
-way, and this module follows them exactly. In the ShapeNetCore v1 object frame (y up, front +x):
+A line holds ``azimuth elevation in_plane distance_ratio fov`` (degrees, degrees, always 0,
+unitless, degrees). Object frame of ShapeNetCore v1 (y up, front +x); the camera sits at
+``d * (cos el cos az, sin el, cos el sin az)`` with ``d = distance_ratio * 1.75`` and looks at
+the origin (OpenGL axes, visible points have negative camera z). The lens is Blender's default
+(35 mm on a 32 mm sensor: ``f = image_size * 35 / 32`` px), not the recorded ``fov``. Pixel
+coordinates ``(u, v)`` are continuous (column, row), ``(0, 0)`` the top-left corner of the
+image::
 
-* **Position.** ``d = distance_ratio * MAX_CAMERA_DISTANCE`` with ``MAX_CAMERA_DISTANCE = 1.75``;
-  ``C = d * (cos(el) cos(az), sin(el), cos(el) sin(az))``. Azimuth 0 looks at the object's front
-  (+x); the elevation lifts the camera above the x-z plane.
-* **Orientation.** Looks at the origin with +y as the up hint. Camera axes (OpenGL style, rows of
-  the world-to-camera rotation): ``back = C / |C|``, ``right = normalize(up_hint x back)``,
-  ``up = back x right``; visible points have negative camera z.
-* **Intrinsics.** Blender's default lens, with which the renders were really made: a 35 mm focal
-  length on a 32 mm sensor, so ``f = image_size * 35 / 32`` pixels (149.84 px at 137 px; a
-  horizontal field of view of 49.13 degrees), principal point at the image centre, square
-  pixels, no skew. Mesh R-CNN writes the same lens as the NDC focal ``2.1875 = 35 / 16``. The
-  fifth field (25) is recorded but does not describe the lens; no projection code uses it, and
-  neither does this one.
-* **Pixels.** Continuous pixel coordinates ``(u, v)`` = (column, row) with ``(0, 0)`` the top-left
-  corner of the top-left pixel, so pixel ``[row i, col j]`` covers ``[j, j + 1) x [i, i + 1)``
-  and its centre is ``(j + 0.5, i + 0.5)``; ``u`` grows to the right, ``v`` downwards::
+    u = cx + f * x_cam / (-z_cam),   v = cy - f * y_cam / (-z_cam),   cx = cy = image_size / 2
 
-      u = cx + f * x_cam / (-z_cam),   v = cy - f * y_cam / (-z_cam),   cx = cy = image_size / 2
-
-The synthetic renderer casts its rays through the inverse of this map, and the generator samples
-the view parameters as 3D-R2N2 did (azimuth uniform in [0, 360), elevation in [25, 30], distance
-ratio in [0.65, 0.95]) and rounds them to the digits it writes, so the file is the exact camera.
+References: Pixel2Mesh ``camera_info``, DISN ``getBlenderProj``, Mesh R-CNN
+``compute_extrinsic_matrix``. Design notes: docs/design.md, "recon_jax.data.camera".
 """
 
 from __future__ import annotations
@@ -37,6 +23,8 @@ import math
 
 import numpy as np
 
+from recon_jax.data.layout import NUM_VIEWS, DataError
+
 __all__ = [
     "MAX_CAMERA_DISTANCE",
     "FOCAL_LENGTH_MM",
@@ -46,6 +34,8 @@ __all__ = [
     "ELEVATION_RANGE",
     "DISTANCE_RATIO_RANGE",
     "Camera",
+    "METADATA_COLUMNS",
+    "parse_metadata",
     "parse_metadata_line",
     "format_metadata_line",
     "sample_cameras",
@@ -63,6 +53,7 @@ RECORDED_FOV = 25.0  # the fifth metadata field as 3D-R2N2 writes it (not the le
 AZIMUTH_RANGE = (0.0, 360.0)
 ELEVATION_RANGE = (25.0, 30.0)
 DISTANCE_RATIO_RANGE = (0.65, 0.95)
+METADATA_COLUMNS = 5  # azimuth, elevation, in-plane rotation, distance ratio, field of view
 _DIGITS = 6  # decimals written to rendering_metadata.txt
 
 
@@ -99,33 +90,56 @@ def focal_length_px(image_size: int) -> float:
     return image_size * FOCAL_LENGTH_MM / SENSOR_SIZE_MM
 
 
-def parse_metadata_line(line: str, source: str = "metadata line") -> Camera:
-    """Parse ``"az el 0 distance_ratio fov"``.
+def _parse_row(line: str, path: str, where: str = "") -> tuple[float, ...]:
+    """The five numbers of one metadata line, checked; errors name ``path`` and ``where``."""
+    fields = line.split()
+    if len(fields) != METADATA_COLUMNS:
+        raise DataError(path, f"{where}expected {METADATA_COLUMNS} numbers 'azimuth elevation 0 "
+                        f"distance_ratio fov', got {len(fields)} fields {line.strip()!r}")
+    try:
+        values = tuple(float(f) for f in fields)
+    except ValueError:
+        raise DataError(path, f"{where}expected {METADATA_COLUMNS} numbers, got "
+                        f"{line.strip()!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise DataError(path, f"{where}expected finite numbers, got {line.strip()!r}")
+    _, el, in_plane, ratio, _ = values
+    if in_plane != 0.0:
+        raise DataError(path, f"{where}the in-plane rotation (3rd field) must be 0, got "
+                        f"{line.strip()!r}")
+    if not abs(el) < 90.0:
+        raise DataError(path, f"{where}elevation must lie in (-90, 90) degrees, got "
+                        f"{line.strip()!r}")
+    if not ratio > 0.0:
+        raise DataError(path, f"{where}distance ratio (4th field) must be > 0, got "
+                        f"{line.strip()!r}")
+    return values
+
+
+def parse_metadata(text: str, path: str, num_views: int = NUM_VIEWS) -> np.ndarray:
+    """``rendering_metadata.txt`` -> ``float32 [num_views, 5]``, one row per view.
+
+    Blank lines are ignored. Every line must hold five finite numbers with in-plane rotation 0,
+    ``|elevation| < 90`` and ``distance_ratio > 0`` (a camera outside the object looking at it).
 
     Raises:
-        ValueError: naming ``source`` when the line does not have 5 finite numbers, the
-            in-plane rotation is not 0, or the elevation or distance ratio cannot describe a
-            camera outside the unit-diagonal object looking at it (|el| >= 90, ratio <= 0).
+        DataError: naming ``path`` and the line, or the wrong number of lines.
     """
-    fields = line.split()
-    if len(fields) != 5:
-        raise ValueError(
-            f"{source}: expected 5 fields 'azimuth elevation 0 distance_ratio fov', got "
-            f"{len(fields)} in {line!r}"
-        )
-    try:
-        values = [float(f) for f in fields]
-    except ValueError:
-        raise ValueError(f"{source}: expected 5 numbers, got {line!r}") from None
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{source}: expected finite numbers, got {line!r}")
-    az, el, in_plane, ratio, fov = values
-    if in_plane != 0.0:
-        raise ValueError(f"{source}: the in-plane rotation (3rd field) must be 0, got {line!r}")
-    if not abs(el) < 90.0:
-        raise ValueError(f"{source}: elevation must lie in (-90, 90) degrees, got {line!r}")
-    if not ratio > 0.0:
-        raise ValueError(f"{source}: distance ratio (4th field) must be > 0, got {line!r}")
+    rows = [_parse_row(line, path, f"line {lineno}: ")
+            for lineno, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if len(rows) != num_views:
+        raise DataError(path, f"expected {num_views} lines (one per view), got {len(rows)}")
+    return np.asarray(rows, dtype=np.float32)
+
+
+def parse_metadata_line(line: str, source: str = "metadata line") -> Camera:
+    """One line ``"az el 0 distance_ratio fov"`` as a :class:`Camera` (rules of
+    :func:`parse_metadata`).
+
+    Raises:
+        DataError: naming ``source`` when the line breaks a rule.
+    """
+    az, el, _, ratio, fov = _parse_row(line, source)
     return Camera(az, el, ratio, fov)
 
 

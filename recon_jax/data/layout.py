@@ -1,27 +1,29 @@
-"""The ShapeNet on-disk layout that the field uses (3D-R2N2 renderings + 3D-LMNet point clouds).
+"""The ShapeNet on-disk layout (3D-R2N2 renderings + 3D-LMNet point clouds), its categories, and
+:class:`DataError`, the error for a file that breaks it.
 
-Real ShapeNet and the synthetic set that ``recon-jax make-data`` writes share this layout, so a
-single reader serves both::
+Real ShapeNet and the synthetic set of ``recon-jax make-data`` share it::
 
-    ROOT/ShapeNetRendering/<synset>/<model_id>/rendering/00.png ... 23.png   137x137 RGBA, 24 views
-    ROOT/ShapeNetRendering/<synset>/<model_id>/rendering/rendering_metadata.txt
-        one line per view: "azimuth elevation in_plane_rotation distance_ratio field_of_view"
-        (degrees, degrees, always 0, unitless, degrees; 3D-R2N2 writes fov 25)
+    ROOT/ShapeNetRendering/<synset>/<model_id>/rendering/00.png ... 23.png   137x137 RGBA
+    ROOT/ShapeNetRendering/<synset>/<model_id>/rendering/rendering_metadata.txt   one line a view:
+        "azimuth elevation in_plane_rotation distance_ratio field_of_view" (deg, deg, 0, -, deg)
     ROOT/ShapeNet_pointclouds/<synset>/<model_id>/pointcloud_2048.npy   float32 [2048, 3] (train)
     ROOT/ShapeNet_pointclouds/<synset>/<model_id>/pointcloud_1024.npy   float32 [1024, 3] (eval)
-    ROOT/splits/train_models.json, ROOT/splits/test_models.json
-        {synset: ["synset/model_id", ...], ...}
+    ROOT/splits/train_models.json, ROOT/splits/test_models.json   {synset: ["synset/id", ...]}
 
 Point clouds are in the object's canonical frame (y up), the same target for all 24 views.
-This module only names paths and constants; reading and validating live in ``reader.py``.
+Reading and validating live in :mod:`recon_jax.data.reader`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Final
 
+from recon_jax.errors import UserError
+
 __all__ = [
+    "DataError",
     "CATEGORIES",
     "SYNSET_TO_NAME",
     "NAME_TO_SYNSET",
@@ -29,16 +31,35 @@ __all__ = [
     "RENDER_SIZE",
     "CROP",
     "IMAGE_SIZE",
+    "POINT_COUNTS",
     "RENDER_DIR",
     "POINTS_DIR",
     "SPLITS_DIR",
     "SPLITS",
+    "category_synset",
+    "resolve_categories",
     "rendering_dir",
     "view_path",
     "metadata_path",
     "pointcloud_path",
     "split_path",
 ]
+
+
+class DataError(UserError):
+    """A file of the dataset is missing or does not hold what the layout requires.
+
+    ``path`` is the offending file (or directory); the message starts with it and says what
+    was expected.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable across worker processes
+        return type(self), (self.path, str(self)[len(self.path) + 2:])
+
 
 #: The 13 ShapeNet categories of 3D-R2N2, as (synset, name), in the order tables list them.
 CATEGORIES: Final[tuple[tuple[str, str], ...]] = (
@@ -63,11 +84,45 @@ NUM_VIEWS: Final[int] = 24  # views rendered per model (00.png ... 23.png)
 RENDER_SIZE: Final[int] = 137  # ShapeNetRendering PNGs are 137x137 RGBA
 CROP: Final[tuple[int, int]] = (4, -5)  # 3D-LMNet crops image[4:-5, 4:-5] ...
 IMAGE_SIZE: Final[int] = RENDER_SIZE - CROP[0] + CROP[1]  # ... to 128x128
+#: Point clouds stored per model: the training target (2048) and the evaluation one (1024).
+POINT_COUNTS: Final[tuple[int, ...]] = (2048, 1024)
 
 RENDER_DIR: Final[str] = "ShapeNetRendering"
 POINTS_DIR: Final[str] = "ShapeNet_pointclouds"
 SPLITS_DIR: Final[str] = "splits"
 SPLITS: Final[tuple[str, ...]] = ("train", "test")
+
+
+def category_synset(category: str) -> str:
+    """The synset of ``category``, given as a name (``"chair"``) or a synset (``"03001627"``).
+
+    Raises:
+        UserError: naming ``category`` if it is neither one of the 13 names nor their synsets.
+    """
+    if category in SYNSET_TO_NAME:
+        return category
+    if category in NAME_TO_SYNSET:
+        return NAME_TO_SYNSET[category]
+    known = ", ".join(f"{name} ({syn})" for syn, name in CATEGORIES)
+    raise UserError(f"categories: unknown category {category!r}; expected a synset or name of: "
+                    f"{known}")
+
+
+def resolve_categories(categories: Iterable[str] | str | None) -> tuple[str, ...]:
+    """Synsets of ``categories`` (names or synsets; one string is one category), in the order of
+    :data:`CATEGORIES`, without duplicates. ``None`` means all 13.
+
+    Raises:
+        UserError: an unknown entry (named), or no category at all.
+    """
+    if categories is None:
+        return tuple(syn for syn, _ in CATEGORIES)
+    if isinstance(categories, str):
+        categories = [categories]
+    wanted = {category_synset(c) for c in categories}
+    if not wanted:
+        raise UserError("categories must name at least one category, got an empty list")
+    return tuple(syn for syn, _ in CATEGORIES if syn in wanted)
 
 
 def rendering_dir(root: str, synset: str, model_id: str) -> str:

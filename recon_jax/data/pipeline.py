@@ -1,69 +1,43 @@
-"""Grain input pipeline: per-process training and evaluation batches as NumPy dicts.
+"""Grain input pipeline: per-process training and evaluation batches as NumPy dicts, and the
+one image preprocessing (:func:`preprocess_view`, :func:`load_image_file`).
 
-Sources are random-access sequences of per-model records (one record per model):
-
-* the TFDS data source of :func:`recon_jax.data.tfds_builder.load_source` (PNG bytes), or
-* :class:`ReaderSource` over a :class:`~recon_jax.data.reader.ShapeNetReader` (reads the files;
-  a reader passed to the dataset functions is wrapped in one).
-
-A record holds ``views`` (``num_views`` PNG ``bytes``), ``points_<N>`` (``float32 [N, 3]``),
-``metadata`` (``float32 [num_views, 5]``), ``category``, ``synset`` and ``model_id``.
-
-Every example goes through the same steps whatever the source: decode the PNG with Pillow
-(checked to be 137x137 RGBA), crop ``[4:-5, 4:-5]`` to 128x128 as 3D-LMNet does, composite the
-RGBA over a white background (:data:`BACKGROUND`; 3D-R2N2 composites over light grey 240/255 for
-testing, 225-255 for training; the synthetic renders store arbitrary colour under alpha 0, so
-an explicit composite is the only way to make every source agree) and scale to ``float32`` in
-``[0, 1]`` (no mean/std normalisation; models normalise inside if they want). Batches are dicts:
-
-==========  =====================================================================
-image       ``float32 [B, 128, 128, 3]`` in ``[0, 1]``
-points      ``float32 [B, N, 3]``, the model's cloud (canonical frame)
-category    ``int32 [B]``, index in ``layout.CATEGORIES``
-synset      ``str [B]``
-model_id    ``str [B]``
-view        ``int32 [B]``, the rendered view (0..23)
-camera      ``float32 [B, 5]``, that view's metadata line (azimuth, elevation, in-plane
-            rotation, distance ratio, field of view)
-mask        ``bool [B]``: False for evaluation padding, always True in training
-==========  =====================================================================
-
-Training (:func:`train_dataset`): this process's models (strided shard of the model list) are
-shuffled per epoch (seeded, reshuffled each epoch), repeated forever and batched with
-``drop_remainder``; ``views="random"`` draws one view per model per epoch (seeded by position,
-so reproducible), ``views="all"`` shuffles all (model, view) pairs. Evaluation
-(:func:`eval_dataset`): every view of every model in fixed order (model-major), split into
-contiguous per-process blocks, each padded to the same whole number of batches (``mask`` marks
-the padding) so that all processes run the same number of steps.
-
-The returned ``grain.IterDataset`` gives iterators with ``get_state()`` / ``set_state(state)``
-(plain dicts; grain's ``grain.checkpoint`` handlers save them with Orbax), so training resumes
-at the same batch. ``num_workers > 0`` runs the per-example work in that many processes
-(``mp_prefetch``; absl flags are marked parsed with their defaults if nobody parsed them);
-with 0 (default) it runs in this process with ``num_threads`` reader threads. Neither
-``num_threads`` nor ``num_workers`` changes the evaluation stream, nor ``num_threads`` the
-training stream. With ``W`` workers, training batches come from the workers in turn, worker
-``w`` batching elements ``w, w + W, ...`` of the stream: deterministic, resumable, but a
-different order of examples than with ``W = 0``.
+Sources are random-access sequences of per-model records: the TFDS source of
+:func:`recon_jax.data.tfds_builder.load_source` or a :class:`ReaderSource` (a reader passed in
+is wrapped in one). A view is decoded, cropped ``[4:-5, 4:-5]`` to 128x128 (3D-LMNet),
+composited over white (:data:`BACKGROUND`) and scaled to ``[0, 1]``. Batches hold ``image``
+``float32 [B, 128, 128, 3]``, ``points`` ``float32 [B, N, 3]`` (canonical frame), ``category``
+``int32 [B]`` (index in ``layout.CATEGORIES``), ``synset`` and ``model_id`` ``str [B]``, ``view``
+``int32 [B]``, ``camera`` ``float32 [B, 5]`` (that view's metadata line), ``mask`` ``bool [B]``
+(False only for evaluation padding). Training: the process's models (strided shard), shuffled
+per epoch, repeated, ``drop_remainder``. Evaluation: every (model, view) in fixed order, in
+contiguous per-process blocks padded to the same number of batches. Iterators have
+``get_state()`` / ``set_state()``. ``num_workers > 0`` (grain worker processes) needs absl
+flags parsed (see :func:`train_dataset`). Design notes: docs/design.md, "recon_jax.data.pipeline".
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import grain
+import jax
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from recon_jax.data import layout
+from recon_jax.data.layout import DataError
 from recon_jax.data.reader import ShapeNetReader, decode_png
 
 __all__ = [
     "BACKGROUND",
     "ReaderSource",
     "preprocess_view",
+    "load_image_file",
     "train_dataset",
     "eval_dataset",
 ]
@@ -71,23 +45,91 @@ __all__ = [
 #: Background the RGBA renders are composited over, in [0, 1] (white).
 BACKGROUND: float = 1.0
 Views = Literal["random", "all"]
+_GREY16_MODES = ("I;16", "I;16B", "I;16L", "I")  # Pillow's modes of 16-bit greyscale PNGs
+
+
+def _composite(rgba: np.ndarray) -> np.ndarray:
+    """``float32 [H, W, 4]`` straight (PNG) alpha in ``[0, 1]`` -> ``float32 [H, W, 3]``:
+    ``rgb * a + BACKGROUND * (1 - a)``."""
+    alpha = rgba[..., 3:]
+    return rgba[..., :3] * alpha + np.float32(BACKGROUND) * (np.float32(1.0) - alpha)
+
+
+def _crop(image: np.ndarray) -> np.ndarray:
+    lo, hi = layout.CROP
+    return image[lo:hi, lo:hi]
 
 
 def preprocess_view(rgba: np.ndarray) -> np.ndarray:
     """``uint8 [137, 137, 4]`` RGBA render -> ``float32 [128, 128, 3]`` in ``[0, 1]``.
 
-    Crops ``[4:-5, 4:-5]`` and composites over :data:`BACKGROUND` with straight (PNG) alpha:
-    ``rgb * a + BACKGROUND * (1 - a)`` with ``rgb, a`` scaled to ``[0, 1]``.
+    Crops ``[4:-5, 4:-5]``, scales to ``[0, 1]`` and composites over :data:`BACKGROUND` with
+    straight (PNG) alpha: ``rgb * a + BACKGROUND * (1 - a)``.
     """
     size = layout.RENDER_SIZE
     if rgba.shape != (size, size, 4) or rgba.dtype != np.uint8:
         raise ValueError(
             f"rgba must be uint8 [{size}, {size}, 4], got {rgba.dtype} {tuple(rgba.shape)}"
         )
-    lo, hi = layout.CROP
-    crop = rgba[lo:hi, lo:hi].astype(np.float32) * np.float32(1.0 / 255.0)
-    alpha = crop[..., 3:]
-    return crop[..., :3] * alpha + np.float32(BACKGROUND) * (np.float32(1.0) - alpha)
+    return _composite(_crop(rgba).astype(np.float32) * np.float32(1.0 / 255.0))
+
+
+def _float_rgba(image: Image.Image) -> np.ndarray:
+    """Any Pillow image -> ``float32 [H, W, 4]`` in ``[0, 1]`` (16-bit greyscale kept 16-bit)."""
+    if image.mode in _GREY16_MODES:
+        grey = np.clip(np.asarray(image, dtype=np.float32) / np.float32(65535.0), 0.0, 1.0)
+        return np.stack([grey, grey, grey, np.ones_like(grey)], axis=-1)
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+    return rgba.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
+    """``float32 [S, S, 3]`` -> ``[size, size, 3]``, Lanczos (antialiased), clipped to [0, 1]."""
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c]), mode="F").resize(
+            (size, size), Image.Resampling.LANCZOS))
+        for c in range(rgb.shape[-1])
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def load_image_file(path: str | os.PathLike[str]) -> np.ndarray:
+    """An image file (PNG, JPEG, any mode Pillow reads) as the network's input: ``float32
+    [128, 128, 3]`` in ``[0, 1]``, preprocessed as the pipeline preprocesses ShapeNet views.
+
+    A 137x137 image is cropped ``[4:-5, 4:-5]`` and composited over :data:`BACKGROUND` exactly
+    as :func:`preprocess_view` (identical values for a 137x137 RGBA render); any other size is
+    composited, centre-cropped to a square and resized to 128x128 (Lanczos, antialiased).
+    16-bit greyscale keeps its 16 bits; the EXIF orientation of photos is applied. Not
+    thread-safe (it turns Pillow's decompression-bomb warning into an error while it reads).
+
+    Raises:
+        DataError: naming ``path`` when it is missing, not an image, truncated, or larger than
+            Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``).
+    """
+    path = os.fspath(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                w, h = image.size
+                render = (w, h) == (layout.RENDER_SIZE, layout.RENDER_SIZE)
+                if not render:  # the centre square (cropping commutes with compositing)
+                    side = min(w, h)
+                    left, top = (w - side) // 2, (h - side) // 2
+                    image = image.crop((left, top, left + side, top + side))
+                rgba = _float_rgba(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(path, f"image too large: {exc}") from exc
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+        raise DataError(path, f"cannot open image ({exc.strerror})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(path, f"not a readable image file ({type(exc).__name__}: {exc})") from exc
+    if render:
+        return _composite(_crop(rgba))
+    return _resize(_composite(rgba), layout.IMAGE_SIZE)
 
 
 class _ReaderViews(Sequence):
@@ -241,8 +283,6 @@ def _as_source(source: Any, num_points: int) -> Any:
 
 def _resolve_shard(process_index: int | None, process_count: int | None) -> tuple[int, int]:
     if process_index is None and process_count is None:
-        import jax  # only when the caller leaves sharding to JAX
-
         return jax.process_index(), jax.process_count()
     if process_index is None or process_count is None:
         raise ValueError(
@@ -287,7 +327,7 @@ def _finish(
     out = ds.to_iter_dataset(read)
     workers = grain.MultiprocessingOptions(num_workers=num_workers)
     if num_workers > 0:
-        _absl_flags_ready()
+        _check_workers_can_start()
     if batch_in_workers:
         out = out.batch(batch_size, drop_remainder=True)
         return out.mp_prefetch(workers) if num_workers > 0 else out
@@ -296,13 +336,19 @@ def _finish(
     return out.batch(batch_size, drop_remainder=True)
 
 
-def _absl_flags_ready() -> None:
-    """Grain's worker processes read absl flags; outside an absl app (our CLI uses argparse,
-    pytest too) they are unparsed, and reading one raises. Use their defaults then."""
-    from absl import flags
-
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
+def _check_workers_can_start() -> None:
+    """grain 0.2.18 reads an absl flag (``--grain_enable_multiprocess_worker_profiling``) in
+    this process when it starts worker processes, which raises until the application has
+    parsed absl flags (fixed in grain after 0.2.18). Say so, and how, before grain fails."""
+    try:
+        grain.config.py_debug_mode  # noqa: B018  (raises while absl flags are unparsed)
+    except Exception as exc:  # absl.flags.UnparsedFlagAccessError
+        if type(exc).__name__ != "UnparsedFlagAccessError":
+            raise
+        raise RuntimeError(
+            "num_workers > 0: grain starts its worker processes only once absl flags are "
+            "parsed; call jax.config.parse_flags_with_absl() first (`recon-jax` does)"
+        ) from None
 
 
 def train_dataset(
@@ -331,7 +377,11 @@ def train_dataset(
         num_views: views per model in the records.
         process_index, process_count: this process's shard of the models (strided:
             ``models[process_index::process_count]``); both ``None`` asks JAX.
-        num_threads: reader threads in each process; num_workers: worker processes (0: none);
+        num_threads: reader threads in each process (they never change the stream).
+        num_workers: worker processes (0: none). With ``W`` workers, worker ``w`` batches
+            elements ``w, w + W, ...`` of the stream and batches come from the workers in turn:
+            deterministic and resumable, but another order than with ``W = 0``. Needs absl
+            flags parsed (``jax.config.parse_flags_with_absl()``; ``recon-jax`` does).
         prefetch: elements buffered ahead (default ``max(2 * batch_size, 16)``).
     """
     _check_positive("batch_size", batch_size)

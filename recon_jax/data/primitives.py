@@ -1,33 +1,14 @@
 """Solid primitives of the synthetic ShapeNet-like objects: geometry, inside tests, sampling.
 
-An object is a :class:`Shape`: a category synset and a tuple of :class:`Part` s. Every part is one
-of four convex solids, stored as a *unit solid* mapped into the object frame by a per-axis scale
-``size`` followed by a rotation ``rotation`` and a translation ``center``::
-
-    p_object = center + rotation @ (size * q_unit)          q_unit in the unit solid
-
-Unit solids (all symmetric under flipping the local x or z axis):
-
-* ``"box"``: the cube ``max(|qx|, |qy|, |qz|) <= 1``; ``size`` holds the half-extents.
-* ``"ellipsoid"``: the ball ``|q| <= 1``; ``size`` holds the semi-axes.
-* ``"cylinder"`` and ``"cone"``: the frustum ``|qy| <= 1, qx^2 + qz^2 <= rho(qy)^2`` around the
-  local y axis, with ``rho(y) = ((1 - y) + taper * (1 + y)) / 2``: radius 1 at the base ``y = -1``
-  and ``taper`` at the top ``y = +1``. A cylinder has ``taper = 1``, a pointed cone ``taper = 0``,
-  a truncated cone anything between. ``size = (rx, half_height, rz)``: the base is an ellipse
-  with semi-axes ``rx`` (local x) and ``rz`` (local z).
-
-Everything here is analytic and vectorised over points: the exact axis-aligned bounds of a part
-(so the ShapeNet normalisation, bounding box centred with diagonal 1, is exact), the exact
-surface area (closed form, or Gauss-Legendre / periodic trapezoid quadrature of the area element,
-accurate to ~1e-10 relative), uniform-by-area surface sampling (inverse-CDF and rejection sampling
-of the area element of each face, side or cap), outward normals, and the strict inside test.
-:func:`sample_outer_surface` combines them: i.i.d. candidates from the area-weighted mixture of
-all parts, minus those not on the outer surface of the union (strictly inside another part, on a
-face in contact with another part, or a second copy of a coplanar face shared by two parts),
-which leaves i.i.d. points uniform by area on the outer surface.
-
-Frames and units follow ShapeNetCore v1, which the 3D-R2N2 renders use: y up, the object's front
-towards +x, and the x-y plane as the plane of bilateral symmetry (left/right along z).
+An object is a :class:`Shape`: a category synset and a tuple of :class:`Part` s, each one of
+four convex unit solids mapped into the object frame by ``p = center + rotation @ (size * q)``:
+``"box"`` (``max|q_i| <= 1``, ``size`` = half-extents), ``"ellipsoid"`` (``|q| <= 1``, semi-axes),
+``"cylinder"`` and ``"cone"`` (the frustum ``|qy| <= 1``, ``qx^2 + qz^2 <= rho(qy)^2`` with
+``rho(y) = ((1 - y) + taper * (1 + y)) / 2``; ``size = (rx, half_height, rz)``). Everything is
+analytic and vectorised over points: exact bounds and areas, uniform-by-area surface samples,
+outward normals, the strict inside test, and :func:`sample_outer_surface` (i.i.d. points
+uniform by area on the outer surface of the union). Frame of ShapeNetCore v1: y up, front +x,
+left/right along z. Design notes: docs/design.md, "recon_jax.data.primitives".
 """
 
 from __future__ import annotations

@@ -1,25 +1,15 @@
 """Validating reader for a ShapeNet root in the 3D-R2N2 / 3D-LMNet layout (real or synthetic).
 
-The layout is described in :mod:`recon_jax.data.layout`. :class:`ShapeNetReader` lists the models
-of one split and loads their files, checking every file as it reads it:
+:class:`ShapeNetReader` lists the models of one split (:mod:`recon_jax.data.layout`) and loads
+their files, checking each as it reads it: split JSON, views (PNG, ``uint8 [137, 137, 4]``
+RGBA), ``rendering_metadata.txt`` (``float32 [num_views, 5]``), point clouds (``.npy``,
+``float32 [N, 3]``, finite). A bad file raises :class:`DataError` (a ``UserError``) naming the
+file, what it held and what was expected. With ``on_error="skip"`` bad models are dropped with
+one :class:`SkippedModelsWarning` listing each and why; nothing is dropped silently. A broken
+split file or a bad argument always raises.
 
-* split file: valid JSON, ``{synset: ["synset/model_id", ...]}``, known synsets, no duplicates;
-* model on disk: its rendering directory and point cloud exist;
-* views: readable PNG files, ``137 x 137``, mode ``RGBA`` (returned as ``uint8 [137, 137, 4]``);
-* ``rendering_metadata.txt``: one line of five finite numbers per view;
-* point clouds: ``.npy`` of shape ``[num_points, 3]``, float32 (float64 is accepted and cast),
-  every coordinate finite.
-
-A problem with one file raises :class:`DataError` (a ``ValueError``) whose message names the
-file, what it held and what was expected. With ``on_error="skip"`` the models with problems are
-dropped instead, and one :class:`SkippedModelsWarning` lists how many and which (with the
-reason for each); nothing is ever dropped silently. Problems that are not about a single model
-(a missing or malformed split file, a bad argument) always raise.
-
-Construction checks only that every listed model is on disk (two ``stat`` calls per model);
-:meth:`ShapeNetReader.validate` reads and checks every file up front (``validate=True`` in the
-constructor does it at once). Loaders always raise on a bad file, also in skip mode: an index
-cannot be skipped after the fact, so validate first when bad files are expected.
+Construction only checks that every listed model is on disk; :meth:`ShapeNetReader.validate`
+reads every file up front. Loaders always raise on a bad file, also in skip mode.
 """
 
 from __future__ import annotations
@@ -27,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import math
 import os
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Literal
@@ -37,6 +27,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from recon_jax.data import layout
+from recon_jax.data.camera import parse_metadata
+from recon_jax.data.layout import DataError
+
+_NPY_LOAD_LOCK = threading.Lock()
 
 __all__ = [
     "DataError",
@@ -45,28 +39,14 @@ __all__ = [
     "ModelRecord",
     "ShapeNetReader",
     "decode_png",
-    "parse_metadata",
     "check_points",
-    "resolve_categories",
     "default_num_points",
 ]
 
 OnError = Literal["raise", "skip"]
 _ON_ERROR: tuple[str, ...] = ("raise", "skip")
 _SYNSET_INDEX: dict[str, int] = {syn: i for i, (syn, _) in enumerate(layout.CATEGORIES)}
-METADATA_COLUMNS = 5  # azimuth, elevation, in-plane rotation, distance ratio, field of view
-
-
-class DataError(ValueError):
-    """A file of the dataset is missing or does not hold what the layout requires.
-
-    ``path`` is the offending file (or directory); the message names it and says what was
-    expected.
-    """
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
+_NPY_MAGIC = b"\x93NUMPY"  # the first bytes of every .npy file (numpy.lib.format)
 
 
 class SkippedModelsWarning(UserWarning):
@@ -100,31 +80,6 @@ class ModelRecord:
     metadata: np.ndarray
 
 
-def resolve_categories(categories: Iterable[str] | str | None) -> tuple[str, ...]:
-    """Synsets for ``categories`` (synsets or names such as ``"chair"``), in table order.
-
-    ``None`` means all 13. Raises ``ValueError`` naming an unknown entry.
-    """
-    if categories is None:
-        return tuple(syn for syn, _ in layout.CATEGORIES)
-    if isinstance(categories, str):
-        categories = [categories]
-    wanted: set[str] = set()
-    for cat in categories:
-        if cat in layout.SYNSET_TO_NAME:
-            wanted.add(cat)
-        elif cat in layout.NAME_TO_SYNSET:
-            wanted.add(layout.NAME_TO_SYNSET[cat])
-        else:
-            known = ", ".join(f"{name} ({syn})" for syn, name in layout.CATEGORIES)
-            raise ValueError(
-                f"categories: unknown category {cat!r}; expected a synset or name of: {known}"
-            )
-    if not wanted:
-        raise ValueError("categories must name at least one category, got an empty list")
-    return tuple(syn for syn, _ in layout.CATEGORIES if syn in wanted)
-
-
 def default_num_points(split: str) -> int:
     """Points per cloud by split, as 3D-LMNet uses them: 2048 to train, 1024 to evaluate."""
     if split not in layout.SPLITS:
@@ -153,41 +108,11 @@ def decode_png(data: bytes, path: str) -> np.ndarray:
             return np.asarray(img, dtype=np.uint8)
     except DataError:
         raise
+    except Image.DecompressionBombError as exc:
+        raise DataError(path, f"expected a {size}x{size} PNG, got a decompression bomb ({exc})"
+                        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(path, f"not a readable PNG image ({type(exc).__name__}: {exc})") from exc
-
-
-def parse_metadata(text: str, path: str, num_views: int = layout.NUM_VIEWS) -> np.ndarray:
-    """Parse ``rendering_metadata.txt``: ``float32 [num_views, 5]``.
-
-    One line per view, ``azimuth elevation in_plane_rotation distance_ratio field_of_view``
-    (degrees, degrees, degrees, unitless, degrees); blank lines are ignored. Raises
-    :class:`DataError` naming ``path`` and the line on any malformed line or wrong line count.
-    """
-    rows: list[list[float]] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != METADATA_COLUMNS:
-            raise DataError(
-                path,
-                f"line {lineno}: expected {METADATA_COLUMNS} numbers (azimuth elevation "
-                f"in_plane_rotation distance_ratio field_of_view), got {len(fields)} fields "
-                f"{line.strip()!r}",
-            )
-        try:
-            values = [float(f) for f in fields]
-        except ValueError as exc:
-            raise DataError(
-                path, f"line {lineno}: expected {METADATA_COLUMNS} numbers, got {line.strip()!r}"
-            ) from exc
-        if not all(math.isfinite(v) for v in values):
-            raise DataError(path, f"line {lineno}: expected finite numbers, got {line.strip()!r}")
-        rows.append(values)
-    if len(rows) != num_views:
-        raise DataError(path, f"expected {num_views} lines (one per view), got {len(rows)}")
-    return np.asarray(rows, dtype=np.float32)
 
 
 def check_points(array: np.ndarray, path: str, num_points: int) -> np.ndarray:
@@ -262,7 +187,7 @@ class ShapeNetReader:
         if on_error not in _ON_ERROR:
             raise ValueError(f"on_error must be one of {_ON_ERROR}, got {on_error!r}")
         self.on_error: OnError = on_error
-        self.categories = resolve_categories(categories)
+        self.categories = layout.resolve_categories(categories)
         self._explicit_categories = categories is not None
         self.skipped: list[SkippedModel] = []
 
@@ -407,12 +332,20 @@ class ShapeNetReader:
         path = layout.pointcloud_path(self.root, synset, model_id, n)
         if not os.path.isfile(path):
             raise DataError(path, f"missing file, expected a float32 [{n}, 3] .npy point cloud")
+        array = None
         try:
-            array = np.load(path, allow_pickle=False)
+            # np.load parses the header with ast.literal_eval, which is not thread-safe on
+            # CPython 3.11.7 ("AST constructor recursion depth mismatch", gh-106905); the
+            # pipeline's reader threads load clouds concurrently.
+            with _NPY_LOAD_LOCK, open(path, "rb") as f:
+                if f.read(len(_NPY_MAGIC)) == _NPY_MAGIC:
+                    f.seek(0)
+                    array = np.load(f, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise DataError(path, f"not a readable .npy array ({exc})") from exc
-        if not isinstance(array, np.ndarray):
-            raise DataError(path, f"expected a .npy array, got {type(array).__name__}")
+        if array is None:
+            raise DataError(path, "not a readable .npy array: the file does not start with the "
+                            f"NPY header; expected a float32 [{n}, 3] point cloud (np.save)")
         return check_points(array, path, n)
 
     def load_metadata(self, i: int) -> np.ndarray:

@@ -1,20 +1,11 @@
 """NumPy ray caster for :class:`~recon_jax.data.primitives.Shape`: 137x137 RGBA, 3D-R2N2 cameras.
 
-Rays go from the camera centre through pixel centres (:func:`recon_jax.data.camera.pixel_rays`),
-and every part is intersected *analytically* in its own unit-solid frame (slab test for boxes,
-quadratics for ellipsoids and for the sides of cylinders and cones, planes for their caps), so
-silhouettes and normals are exact rather than those of a tessellation. Work stays small and
-vectorised: one part at a time, only over the pixels inside that part's projected bounding box
-(a rectangular slice of the image), keeping the nearest hit in a depth buffer. Anti-aliasing is
-adaptive: pixels whose centre sample differs from a 4-neighbour (object edge or part boundary)
-get four more rays on a rotated grid, and their colour and alpha average the five samples, so
-edges are soft like Blender's renders and alpha > 0 wherever a sample hits the object.
-
-Shading is Lambertian with ambient light: ``albedo * (ambient + sum_k w_k max(0, n . l_k))`` with
-a key light from the viewer's upper left and a weaker fill from the right, both fixed in the
-camera frame so every view is lit alike. Outside the object, RGBA is (0, 0, 0, 0) like the
-transparent background of the 3D-R2N2 PNGs. Colours are stored straight (not premultiplied), as
-PNG requires.
+Rays go through pixel centres (:func:`recon_jax.data.camera.pixel_rays`); every part is
+intersected analytically in its unit-solid frame, so silhouettes and normals are exact. Edge
+pixels get four more rays (adaptive anti-aliasing, soft edges like Blender's). Shading is
+Lambertian with ambient light and two lights fixed in the camera frame. Outside the object
+RGBA is (0, 0, 0, 0), as the transparent background of the 3D-R2N2 PNGs; colours are straight
+(not premultiplied), as PNG stores them. Design notes: docs/design.md, "recon_jax.data.render".
 """
 
 from __future__ import annotations

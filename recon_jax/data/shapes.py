@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from recon_jax.data.layout import NAME_TO_SYNSET, SYNSET_TO_NAME
+from recon_jax.data.layout import SYNSET_TO_NAME, category_synset
 from recon_jax.data.primitives import (
     Part,
     Shape,
@@ -37,7 +37,7 @@ from recon_jax.data.primitives import (
     rot_z,
 )
 
-__all__ = ["GRAMMARS", "make_object", "category_synset"]
+__all__ = ["GRAMMARS", "make_object"]
 
 Color = tuple[float, float, float]
 
@@ -1587,22 +1587,6 @@ GRAMMARS: dict[str, Callable[[np.random.Generator], list[Part]]] = {
     "telephone": _telephone,
     "vessel": _vessel,
 }
-
-
-def category_synset(category: str) -> str:
-    """The synset of ``category`` given as a name (``"chair"``) or a synset (``"03001627"``).
-
-    Raises:
-        ValueError: if it is neither one of the 13 names nor one of their synsets.
-    """
-    if category in NAME_TO_SYNSET:
-        return NAME_TO_SYNSET[category]
-    if category in SYNSET_TO_NAME:
-        return category
-    raise ValueError(
-        f"category must be one of the 13 names {sorted(NAME_TO_SYNSET)} or their synsets, got "
-        f"{category!r}"
-    )
 
 
 def make_object(category: str, rng: np.random.Generator) -> Shape:

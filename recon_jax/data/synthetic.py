@@ -1,35 +1,21 @@
-"""``recon-jax make-data``: a synthetic ShapeNet-like dataset in the exact layout of the real one.
+"""A synthetic ShapeNet-like dataset in the exact layout of the real one (``recon-jax make-data``).
 
-For each of the requested categories (default: the 13 of 3D-R2N2) and each model index, this
-builds a random object from its category's part grammar (:mod:`recon_jax.data.shapes`),
-normalised like ShapeNet (bounding box centred, diagonal 1, y up, front +x), and writes, in the
-layout of :mod:`recon_jax.data.layout`:
+Per category and model index: a random object from the category's part grammar
+(:mod:`recon_jax.data.shapes`, normalised like ShapeNet: bounding box centred, diagonal 1, y up,
+front +x), ``views`` 137x137 RGBA renders from cameras drawn as 3D-R2N2 drew them
+(:mod:`recon_jax.data.camera`) with ``rendering_metadata.txt`` and ``renderings.txt``, 2048- and
+1024-point clouds (independent samples uniform by area on the outer surface, float32, object
+frame), 80/20 splits per category, and optionally ``contact_sheet.png`` (view 00 beside the
+2048-point cloud of each category's first model). Training reads 24 views; fewer are for tests.
 
-* ``views`` renders (default 24), 137x137 RGBA PNGs with a transparent background, from cameras
-  drawn as 3D-R2N2 drew them (:mod:`recon_jax.data.camera`: azimuth in [0, 360), elevation in
-  [25, 30], distance ratio in [0.65, 0.95]), ``rendering_metadata.txt``, one line per view, and
-  ``renderings.txt`` (the PNG names, as in the real ShapeNetRendering);
-* ``pointcloud_2048.npy`` and ``pointcloud_1024.npy``: two independent samples, float32
-  ``[N, 3]``, uniform by area on the object's outer surface, in the object frame;
-* ``splits/train_models.json`` and ``splits/test_models.json``: 80/20 per category
-  (``n_test = round(n / 5)``, at least one test model once a category has two models);
-* ``contact_sheet.png`` (optional): per category, its first model's view 00 beside a scatter of
-  its 2048 points seen from the same azimuth and elevation, so a person can check the data.
-
-Determinism: every random choice of a model comes from generators seeded by
-``SeedSequence(entropy=seed, spawn_key=(synset, index, purpose))``, one per purpose (model id,
-shape, cameras, each point cloud), so a model's bytes depend only on ``(seed, synset, index)``,
-not on the worker that made it, the number of workers, or the other categories requested. PNG
-(Pillow, zlib) and ``.npy`` encodings are deterministic, so the same seed gives the same bytes.
-Model ids are 32 lowercase hex digits like ShapeNet's.
-
-Objects are independent, so a process pool renders them in parallel (``fork`` where available);
-``workers=1`` runs inline.
+Deterministic: each random choice of a model comes from
+``SeedSequence(entropy=seed, spawn_key=(synset, index, purpose))``, so a model's bytes depend
+only on ``(seed, synset, index)``, not on workers or other categories. Design notes:
+docs/design.md, "recon_jax.data.synthetic".
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -38,39 +24,38 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from PIL import Image
+from tqdm.auto import tqdm
 
+from recon_jax import viz
 from recon_jax.data import layout
-from recon_jax.data.camera import Camera, format_metadata_line, sample_cameras
+from recon_jax.data.camera import Camera, format_metadata_line, parse_metadata_line, sample_cameras
 from recon_jax.data.primitives import Shape, sample_outer_surface
-from recon_jax.data.render import render, render_views
-from recon_jax.data.shapes import category_synset, make_object
+from recon_jax.data.render import render
+from recon_jax.data.shapes import make_object
+from recon_jax.errors import UserError
 
 __all__ = [
-    "POINT_COUNTS",
+    "MAX_VIEWS",
     "GenerationSummary",
     "object_rng",
     "model_id",
     "split_models",
-    "make_model",
+    "generate_model",
     "write_model",
     "generate_dataset",
     "write_contact_sheet",
-    "make_object",
-    "render_views",
-    "configure_parser",
-    "run",
 ]
 
-#: Point-cloud sizes written per model: training target and evaluation ground truth.
-POINT_COUNTS: tuple[int, ...] = (2048, 1024)
+MAX_VIEWS = 100  # view files are named NN.png
 # The purposes of a model's random streams (the last element of the SeedSequence spawn key).
 _ID, _SHAPE, _CAMERAS, _POINTS = 0, 1, 2, 3  # _POINTS + i for the i-th point cloud
 _SPLIT_KEY = 2**31 - 1  # spawn-key index of a category's split permutation (never a model index)
-_MAX_VIEWS = 100  # file names are NN.png
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,13 +109,13 @@ def split_models(seed: int, synset: str, ids: Sequence[str]) -> tuple[list[str],
     return train, test
 
 
-def make_model(
+def generate_model(
     seed: int, synset: str, index: int, views: int = layout.NUM_VIEWS
 ) -> tuple[Shape, list[Camera], dict[int, np.ndarray]]:
     """Model ``index`` of ``synset`` in memory: its shape, cameras and float32 point clouds.
 
     Returns:
-        ``(shape, cameras, {num_points: [num_points, 3] float32})`` for ``POINT_COUNTS``.
+        ``(shape, cameras, {num_points: [num_points, 3] float32})`` for ``layout.POINT_COUNTS``.
     """
     shape = make_object(synset, object_rng(seed, synset, index, _SHAPE))
     cameras = sample_cameras(object_rng(seed, synset, index, _CAMERAS), views)
@@ -138,7 +123,7 @@ def make_model(
         n: sample_outer_surface(shape, n, object_rng(seed, synset, index, _POINTS + i))[0].astype(
             np.float32
         )
-        for i, n in enumerate(POINT_COUNTS)
+        for i, n in enumerate(layout.POINT_COUNTS)
     }
     return shape, cameras, clouds
 
@@ -152,7 +137,7 @@ def write_model(
         ``(model_id, number of parts)``.
     """
     mid = model_id(seed, synset, index)
-    shape, cameras, clouds = make_model(seed, synset, index, views)
+    shape, cameras, clouds = generate_model(seed, synset, index, views)
     render_dir = layout.rendering_dir(root, synset, mid)
     os.makedirs(render_dir, exist_ok=True)
     for view, camera in enumerate(cameras):
@@ -191,28 +176,16 @@ def _pool_context(start_method: str | None = None) -> multiprocessing.context.Ba
     return multiprocessing.get_context("spawn")
 
 
-def _resolve_categories(categories: Sequence[str] | None) -> list[str]:
-    """Synsets in the canonical table order; names or synsets accepted, duplicates dropped."""
-    if categories is None:
-        return [syn for syn, _ in layout.CATEGORIES]
-    if isinstance(categories, str):
-        raise ValueError(f"categories must be a sequence of names or synsets, got {categories!r}")
-    wanted = {category_synset(c) for c in categories}
-    if not wanted:
-        raise ValueError("categories must name at least one category, got an empty sequence")
-    return [syn for syn, _ in layout.CATEGORIES if syn in wanted]
-
-
 def _prepare_root(root: str, overwrite: bool) -> None:
     if os.path.exists(root) and not os.path.isdir(root):
-        raise ValueError(f"out directory {root!r} exists and is not a directory")
+        raise UserError(f"out directory {root!r} exists and is not a directory")
     existing = [
         d
         for d in (layout.RENDER_DIR, layout.POINTS_DIR, layout.SPLITS_DIR)
         if os.path.isdir(os.path.join(root, d)) and os.listdir(os.path.join(root, d))
     ]
     if existing and not overwrite:
-        raise ValueError(
+        raise UserError(
             f"out directory {root!r} already holds a dataset ({', '.join(existing)}); pass "
             "overwrite=True (--overwrite) to replace it, or choose another directory"
         )
@@ -227,7 +200,7 @@ def generate_dataset(
     views: int = layout.NUM_VIEWS,
     seed: int = 0,
     workers: int | None = None,
-    categories: Sequence[str] | None = None,
+    categories: Iterable[str] | str | None = None,
     contact_sheet: bool = True,
     overwrite: bool = False,
     progress: bool = True,
@@ -238,7 +211,7 @@ def generate_dataset(
     Args:
         out_dir: output root (created if missing).
         models_per_category: models per category (>= 1).
-        views: renders per model, 1 to 100 (3D-R2N2 has 24).
+        views: renders per model, 1 to 100 (3D-R2N2 and training: 24).
         seed: non-negative integer; the same seed gives the same bytes.
         workers: processes (default: the CPUs this process may use); 1 runs inline.
         categories: names or synsets (default all 13).
@@ -249,7 +222,7 @@ def generate_dataset(
             available; ``spawn`` in a process that runs ``jax.distributed``).
 
     Raises:
-        ValueError: for out-of-range arguments, unknown categories, or an existing dataset in
+        UserError: for out-of-range arguments, unknown categories, or an existing dataset in
             ``out_dir`` without ``overwrite``.
     """
     for name, value, lo in (
@@ -258,9 +231,9 @@ def generate_dataset(
         ("seed", seed, 0),
     ):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    if views > _MAX_VIEWS:
-        raise ValueError(f"views must be at most {_MAX_VIEWS}, got {views}")
+            raise UserError(f"{name} must be an integer >= {lo}, got {value!r}")
+    if views > MAX_VIEWS:
+        raise UserError(f"views must be at most {MAX_VIEWS}, got {views}")
     if workers is None:
         workers = (
             len(os.sched_getaffinity(0))
@@ -268,8 +241,8 @@ def generate_dataset(
             else (os.cpu_count() or 1)
         )
     if not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-    synsets = _resolve_categories(categories)
+        raise UserError(f"workers must be an integer >= 1, got {workers!r}")
+    synsets = layout.resolve_categories(categories)
     start = time.perf_counter()
     _prepare_root(out_dir, overwrite)
 
@@ -282,8 +255,6 @@ def generate_dataset(
         for syn in synsets
         for i in range(models_per_category)
     ]
-
-    from tqdm.auto import tqdm
 
     parts_total = 0
     with tqdm(total=len(tasks), unit="model", desc="make-data", disable=not progress) as bar:
@@ -340,11 +311,6 @@ def write_contact_sheet(
     z-up axes by the rotation ``(x, y, z) -> (x, -z, y)``, so it is not mirrored) and coloured by
     height. Reads the files back from ``root``, so it shows exactly what was written.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from recon_jax.data.camera import parse_metadata_line
-
     if not models:
         raise ValueError("models must name at least one (synset, model_id)")
     rows = math.ceil(len(models) / per_row)
@@ -354,90 +320,14 @@ def write_contact_sheet(
         image = np.asarray(Image.open(layout.view_path(root, syn, mid, 0)).convert("RGBA"))
         with open(layout.metadata_path(root, syn, mid)) as f:
             camera = parse_metadata_line(f.readline(), layout.metadata_path(root, syn, mid))
-        cloud = np.load(layout.pointcloud_path(root, syn, mid, POINT_COUNTS[0]))
+        cloud = np.load(layout.pointcloud_path(root, syn, mid, layout.POINT_COUNTS[0]))
         r, c = divmod(k, per_row)
         ax = fig.add_subplot(rows, 2 * per_row, r * 2 * per_row + 2 * c + 1)
         ax.imshow(image)
         ax.set_title(f"{layout.SYNSET_TO_NAME[syn]} {mid[:8]}", fontsize=8)
         ax.axis("off")
         ax3 = fig.add_subplot(rows, 2 * per_row, r * 2 * per_row + 2 * c + 2, projection="3d")
-        ax3.scatter(
-            cloud[:, 0],
-            -cloud[:, 2],
-            cloud[:, 1],
-            c=cloud[:, 1],
-            cmap="viridis",
-            s=0.6,
-            linewidths=0,
-            depthshade=False,
-        )
-        for setter in (ax3.set_xlim, ax3.set_ylim, ax3.set_zlim):
-            setter(-0.5, 0.5)
-        ax3.set_box_aspect((1, 1, 1), zoom=1.5)
-        ax3.view_init(elev=camera.elevation, azim=-camera.azimuth)
-        ax3.set_axis_off()
+        viz.scatter_cloud(ax3, cloud, elev=camera.elevation, azim=-camera.azimuth,
+                          point_size=0.6, zoom=1.5)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95, wspace=0.02, hspace=0.15)
     fig.savefig(path, format="png", metadata={"Software": None})
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``recon-jax make-data``."""
-    parser.add_argument("--out", required=True, help="output root directory")
-    parser.add_argument(
-        "--models-per-category",
-        type=int,
-        default=40,
-        metavar="N",
-        help="models per category (default 40)",
-    )
-    parser.add_argument(
-        "--views", type=int, default=layout.NUM_VIEWS, help="renders per model (default 24)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--categories",
-        nargs="+",
-        default=None,
-        metavar="CATEGORY",
-        help="names or synsets (default: all 13)",
-    )
-    parser.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: number of CPUs)"
-    )
-    parser.add_argument(
-        "--no-contact-sheet", action="store_true", help="skip DIR/contact_sheet.png"
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing dataset in DIR"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``recon-jax make-data``; prints a one-paragraph summary."""
-    try:
-        summary = generate_dataset(
-            args.out,
-            models_per_category=args.models_per_category,
-            views=args.views,
-            seed=args.seed,
-            workers=args.workers,
-            categories=args.categories,
-            contact_sheet=not args.no_contact_sheet,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-        )
-    except ValueError as err:
-        print(f"recon-jax make-data: error: {err}")
-        return 2
-    n_train = sum(map(len, summary.train.values()))
-    n_test = sum(map(len, summary.test.values()))
-    print(
-        f"wrote {summary.num_models} models ({len(summary.train)} categories, {summary.views} "
-        f"views each: {summary.num_images} PNGs; {summary.num_parts:.1f} parts per object on "
-        f"average) and splits {n_train} train / {n_test} test to {summary.root} in "
-        f"{summary.seconds:.1f} s ({summary.num_images / summary.seconds:.0f} images/s)"
-    )
-    if summary.contact_sheet:
-        print(f"contact sheet: {summary.contact_sheet}")
-    return 0

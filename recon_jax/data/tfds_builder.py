@@ -1,41 +1,20 @@
-"""TFDS builder over a ShapeNet root in the 3D-R2N2 / 3D-LMNet layout, usable without TensorFlow.
+"""TFDS builder ``shapenet_r2n2`` over a ShapeNet root in the 3D-R2N2 / 3D-LMNet layout; no
+TensorFlow needed.
 
-``shapenet_r2n2`` reads a root (the user's real ShapeNet, or the synthetic set written by
-``recon-jax make-data``) through TFDS's *manual directory* and writes ``train`` and ``test``
-splits as array_record files, one example per model:
-
-=============  =========================================================  ==================
-feature        TFDS feature                                               stored as
-=============  =========================================================  ==================
-views          ``Sequence(Image(shape=(137, 137, 4), encoding_format=     the source PNG
-               "png"), length=24)``                                       files' bytes
-points_2048    ``Tensor(shape=(2048, 3), dtype=float32)``                 float list
-points_1024    ``Tensor(shape=(1024, 3), dtype=float32)``                 float list
-metadata       ``Tensor(shape=(24, 5), dtype=float32)``: the cameras of   float list
-               ``rendering_metadata.txt``
-category       ``ClassLabel``: index in ``layout.CATEGORIES`` (0..12)     int
-synset         ``Text``                                                   bytes
-model_id       ``Text``                                                   bytes
-=============  =========================================================  ==================
-
-The PNG files go in unchanged (``Image.encode_example`` passes ``bytes`` through without
-TensorFlow), so the prepared set is about the size of its source. Examples keep the reader's
-order (``disable_shuffling``), so record ``i`` of a split is ``ShapeNetReader(root, split)
-.models[i]``. Every file is checked by :class:`~recon_jax.data.reader.ShapeNetReader` while
-writing; ``on_error="skip"`` drops bad models with a warning and records them in the dataset's
-``metadata.json`` (``info.metadata["skipped"]``).
-
-Without TensorFlow (TFDS 4.9): building runs on TFDS's own protobuf serializer, and reading goes
-through ``tfds.data_source`` / ``builder.as_data_source`` (array_record + NumPy decoding; images
-are decoded by Pillow). Two TF-only routes are avoided: ``tf.data`` (``as_dataset``/``tfds.load``)
-and ``tfds.decode.SkipDecoding`` on a ``Sequence`` feature, whose NumPy path lacks
-``decode_batch_example_np``; :class:`EncodedViews` is that decoder with the NumPy method added,
-so the input pipeline can get the 24 PNGs as bytes and decode only the view it needs.
+It reads a root (real ShapeNet, or the synthetic set of ``recon-jax make-data``) as TFDS's
+manual directory and writes ``train`` and ``test`` as array_record files, one example per model
+in the reader's order (record ``i`` is ``ShapeNetReader(root, split).models[i]``): ``views``
+(the 24 PNG files' bytes, unchanged), ``points_2048`` ``float32 [2048, 3]``, ``points_1024``
+``float32 [1024, 3]``, ``metadata`` ``float32 [24, 5]``, ``category`` (index in
+``layout.CATEGORIES``), ``synset`` and ``model_id``. Every file is checked while writing;
+``on_error="skip"`` drops bad models with a warning and lists them in ``metadata.json``.
+Reading goes through ``tfds.data_source`` (array_record + NumPy); :class:`EncodedViews` keeps
+the views as PNG bytes so the pipeline decodes only the view it needs. Design notes:
+docs/design.md, "recon_jax.data.tfds_builder".
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import warnings
@@ -55,20 +34,15 @@ from recon_jax.data.reader import (
 )
 
 __all__ = [
-    "POINT_COUNTS",
     "ShapeNetConfig",
     "ShapenetR2n2",
     "EncodedViews",
     "build",
     "load_source",
-    "directory_size",
+    "skipped_models",
+    "directory_usage",
     "source_size",
-    "configure_parser",
-    "run",
 ]
-
-#: Point clouds stored per model: 2048 (training target) and 1024 (evaluation target).
-POINT_COUNTS: tuple[int, ...] = (2048, 1024)
 
 _CITATION = """\
 @inproceedings{choy20163d,
@@ -155,7 +129,7 @@ class ShapenetR2n2(tfds.core.GeneratorBasedBuilder):
                 ),
                 **{
                     f"points_{n}": tfds.features.Tensor(shape=(n, 3), dtype=np.float32)
-                    for n in POINT_COUNTS
+                    for n in layout.POINT_COUNTS
                 },
                 "metadata": tfds.features.Tensor(shape=(views, 5), dtype=np.float32),
                 "category": tfds.features.ClassLabel(names=[n for _, n in layout.CATEGORIES]),
@@ -188,7 +162,7 @@ class ShapenetR2n2(tfds.core.GeneratorBasedBuilder):
                 root,
                 split,
                 categories=categories,
-                num_points=POINT_COUNTS[0],
+                num_points=layout.POINT_COUNTS[0],
                 num_views=self._views,
                 on_error=self._on_error,  # type: ignore[arg-type]
             )
@@ -198,7 +172,7 @@ class ShapenetR2n2(tfds.core.GeneratorBasedBuilder):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         for i, (synset, model_id) in enumerate(reader.models):
             try:
-                record = reader.load_model(i, POINT_COUNTS)
+                record = reader.load_model(i, layout.POINT_COUNTS)
             except DataError as exc:
                 if self._on_error == "raise":
                     raise
@@ -206,7 +180,7 @@ class ShapenetR2n2(tfds.core.GeneratorBasedBuilder):
                 continue
             example = {
                 "views": list(record.views),
-                **{f"points_{n}": record.points[n] for n in POINT_COUNTS},
+                **{f"points_{n}": record.points[n] for n in layout.POINT_COUNTS},
                 "metadata": record.metadata,
                 "category": record.category,
                 "synset": synset,
@@ -276,49 +250,35 @@ def load_source(
     return builder.as_data_source(split=split, decoders=decoders)
 
 
-def directory_size(path: str | os.PathLike[str]) -> int:
-    """Total bytes of the regular files under ``path``."""
-    total = 0
+def skipped_models(builder: ShapenetR2n2) -> dict[str, list[SkippedModel]]:
+    """The models that ``on_error="skip"`` left out of each split of a prepared dataset."""
+    return {split: [SkippedModel(**s) for s in items]
+            for split, items in builder.info.metadata.get("skipped", {}).items()}
+
+
+def directory_usage(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(files, bytes)`` of the regular files under ``path``."""
+    files = size = 0
     for dirpath, _, filenames in os.walk(os.fspath(path)):
-        total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in filenames)
-    return total
+        files += len(filenames)
+        size += sum(os.path.getsize(os.path.join(dirpath, f)) for f in filenames)
+    return files, size
 
 
 def source_size(root: str | os.PathLike[str], *, num_views: int = layout.NUM_VIEWS) -> int:
-    """Bytes of the source files that the builder reads: views, metadata, both clouds, splits."""
+    """Bytes of the source files that the builder reads: the split files and, of every listed
+    model on disk, its views, metadata and both clouds (files that are missing count 0)."""
     root = os.fspath(root)
     total = 0
     for split in layout.SPLITS:
         total += os.path.getsize(layout.split_path(root, split))
-        reader = ShapeNetReader(root, split, num_views=num_views)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SkippedModelsWarning)  # build() reported them
+            reader = ShapeNetReader(root, split, num_views=num_views, on_error="skip")
         for synset, model_id in reader.models:
-            total += sum(
-                os.path.getsize(layout.view_path(root, synset, model_id, v))
-                for v in range(num_views)
-            )
-            total += os.path.getsize(layout.metadata_path(root, synset, model_id))
-            total += sum(
-                os.path.getsize(layout.pointcloud_path(root, synset, model_id, n))
-                for n in POINT_COUNTS
-            )
+            paths = [layout.view_path(root, synset, model_id, v) for v in range(num_views)]
+            paths.append(layout.metadata_path(root, synset, model_id))
+            paths.extend(layout.pointcloud_path(root, synset, model_id, n)
+                         for n in layout.POINT_COUNTS)
+            total += sum(os.path.getsize(p) for p in paths if os.path.isfile(p))
     return total
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """``recon-jax prepare-tfds``: arguments."""
-    parser.add_argument("--root", required=True, help="ShapeNet root (the manual directory)")
-    parser.add_argument("--data-dir", required=True, help="TFDS data directory to write into")
-    parser.add_argument("--config", default="synthetic", choices=("synthetic", "real"))
-    parser.add_argument("--on-error", default="raise", choices=("raise", "skip"))
-
-
-def run(args: argparse.Namespace) -> int:
-    """``recon-jax prepare-tfds``: build, then print the split sizes and prepared vs source size."""
-    builder = build(args.root, args.data_dir, config=args.config, on_error=args.on_error)
-    prepared = directory_size(builder.data_dir)
-    source = source_size(args.root, num_views=builder.builder_config.num_views)
-    for split, info in builder.info.splits.items():
-        print(f"{split}: {info.num_examples} models")
-    print(f"prepared {prepared / 2**20:.1f} MiB in {builder.data_dir}")
-    print(f"source   {source / 2**20:.1f} MiB in {args.root} (ratio {prepared / source:.3f})")
-    return 0

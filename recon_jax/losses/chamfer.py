@@ -1,205 +1,131 @@
-"""Chamfer distance between batches of (padded) point clouds, in bounded memory.
+"""Chamfer distance (paper eq. 4) and the F-score between batches of padded point clouds.
 
-Paper eq. 4 (Kim & Lee 2023)::
+``chamfer_distance`` follows PyTorch3D's options and names: ``x_lengths``/``y_lengths``
+padding, ``x_normals``/``y_normals``/``abs_cosine``, per-pair ``weights``, ``norm`` (1 or 2),
+``point_reduction`` "mean"/"sum"/"max"/None, ``batch_reduction`` "mean"/"sum"/None,
+``single_directional``. Default: squared Euclidean, each direction averaged over its valid
+points, the two directions added (no 1/2 factor), mean over the batch; nothing is x100.
+``f_score`` is Tatarchenko et al. (CVPR 2019): precision, recall and F at a distance threshold.
 
-    CD(S1, S2) = sum_{x in S1} min_{y in S2} ||x - y||_2^2
-               + sum_{y in S2} min_{x in S1} ||x - y||_2^2
-
-Design
-------
-The loss is computed in two stages.
-
-1. **Nearest-neighbour search** (no gradient). For every query point the index of its nearest
-   valid reference point is found block by block: the query cloud is split into chunks and, for
-   each chunk, a ``lax.scan`` walks over chunks of the reference cloud keeping a running minimum
-   and arg-min. Only one ``[query_chunk, ref_chunk]`` block of distances exists at a time (2 MiB
-   by default), so memory is ``O(B * (N + M) + block)`` whatever the cloud sizes. Inside a block
-   the distances use the expansion ``|q|^2 + |r|^2 - 2 q.r`` (a matrix product at
-   ``Precision.HIGHEST``, so GPUs do not drop to TF32), after both clouds are shifted by a common
-   centre (translation leaves distances unchanged but shrinks ``|q|^2`` and with it the
-   cancellation error). The arg-min is taken as "the first column equal to the row minimum": two
-   plain min-reductions vectorise on CPU, a fused (value, index) reduction does not (measured
-   about 3.4x slower for the whole loss). The batch is walked with ``lax.map``: on CPU a vmapped
-   brute-force Chamfer is about 7x slower than ``lax.map`` (SPEC section 4), and ``vmap`` of this
-   kernel measured 1.2-1.6x slower (noisy, shared machine). GPUs were not measured.
-
-2. **Distances by gather** (differentiable). The winning distance is recomputed *by difference*,
-   ``||x_i - y_nn(i)||^2``, so it is exact to float32 rounding even where the expansion has
-   cancelled away all significant digits (clouds far from the origin, near-coincident points).
-   Gradients flow only through this gather: the backward pass is one gather of the arg-min
-   neighbour plus one scatter-add into the other cloud, not a second ``N x M`` pass. This is the
-   backward a hand-written ``custom_vjp`` would implement; plain autodiff of the gather gives
-   exactly it, and also keeps forward-mode (``jax.jvp``) and higher derivatives working. At a
-   point where the arg-min changes the loss is not differentiable; the gradient is the one of the
-   selected neighbour, as in every Chamfer implementation.
-
-Padding follows PyTorch3D: point ``i`` of cloud ``b`` is valid when ``i < lengths[b]``. Padded
-points are replaced by zeros before anything else, so their content (even NaN) never matters; they
-are never anyone's nearest neighbour, contribute nothing, and get exactly zero gradient.
+Both use the tiled nearest-neighbour search of ``recon_jax.losses.knn`` (memory ``O(B (N + M))``)
+and recompute each winning distance by difference, so values are exact to float32 rounding and
+gradients flow only through the gathered neighbours. A pair with a NaN or Inf valid point gets
+NaN (with zero gradient), never a finite score. Design notes: docs/design.md.
 """
 
 from __future__ import annotations
 
-import math
+import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jax.typing import ArrayLike
 
-from recon_jax.losses._checks import check_choice, check_lengths, check_pair
+from recon_jax.losses._checks import (
+    BATCH_REDUCTIONS,
+    PreparedPair,
+    check_choice,
+    check_cloud,
+    check_inputs,
+    check_weights,
+    mask_pair,
+    reduce_batch,
+    resolve_batch_mode,
+)
+from recon_jax.losses.knn import (
+    DEFAULT_TILE_SIZE,
+    check_norm,
+    check_tile_size,
+    gathered_distances,
+    search,
+)
 
-__all__ = ["chamfer_distance"]
+__all__ = ["chamfer_distance", "f_score", "FScore", "DEFAULT_TILE_SIZE"]
 
-_POINT_REDUCTIONS = ("mean", "sum", None)
-_BATCH_REDUCTIONS = ("mean", "sum", None)
-# (query chunk, reference chunk) in points: a 2048 x 256 float32 block is 2 MiB, one core's L2
-# here. Measured while designing (B=8, N=M=2048, D=3, 2-core Xeon, lightly loaded), forward:
-# 2048x256 42 ms, 2048x512 and 1024x1024 48 ms, 512x512 58 ms; forward+backward about the same.
-DEFAULT_TILE_SIZE = (2048, 256)
-
-
-def _split(n: int, tile: int) -> tuple[int, int]:
-    """Chunk count and chunk size covering ``n`` points with chunks of at most ``tile`` points.
-
-    The chunk size is balanced (``ceil(n / count)``) so that padding is under one point per chunk.
-    """
-    count = max(1, math.ceil(n / tile))
-    return count, max(1, math.ceil(n / count))
-
-
-def _pad_points(a: jax.Array, total: int) -> jax.Array:
-    """Pad ``a`` ``[n, ...]`` with zeros along axis 0 to ``total`` rows."""
-    extra = total - a.shape[0]
-    if extra == 0:
-        return a
-    return jnp.pad(a, [(0, extra)] + [(0, 0)] * (a.ndim - 1))
+_POINT_REDUCTIONS = ("mean", "sum", "max", None)
+# torch.nn.functional.cosine_similarity's eps, which PyTorch3D uses for the normals term.
+_COSINE_EPS = 1e-6
 
 
-def _nearest_in_pair(
-    query: jax.Array, ref: jax.Array, ref_valid: jax.Array, tile: tuple[int, int]
-) -> jax.Array:
-    """Index of the nearest valid ``ref`` point for every ``query`` point of one pair.
+class _Nearest(NamedTuple):
+    """Per-point nearest-neighbour results of both directions (``y`` fields ``None`` if single)."""
 
-    Args:
-      query: ``[Nq, D]`` float, already centred.
-      ref: ``[Nr, D]`` float, already centred, ``Nr >= 1``.
-      ref_valid: ``[Nr]`` bool; invalid points are never returned unless none is valid (then 0).
-      tile: ``(query_chunk, ref_chunk)``, maximum chunk sizes in points.
-
-    Returns:
-      ``[Nq]`` int32 indices into ``ref``; ties go to the lowest index.
-    """
-    nq, dim = query.shape
-    nr = ref.shape[0]
-    q_count, q_size = _split(nq, tile[0])
-    r_count, r_size = _split(nr, tile[1])
-    q_chunks = _pad_points(query, q_count * q_size).reshape(q_count, q_size, dim)
-    r_chunks = _pad_points(ref, r_count * r_size).reshape(r_count, r_size, dim)
-    r_valid = _pad_points(ref_valid, r_count * r_size).reshape(r_count, r_size)
-    # Invalid reference points get |r|^2 = inf, hence distance inf: never selected.
-    r_sq = jnp.where(r_valid, jnp.sum(r_chunks * r_chunks, axis=-1), jnp.inf)
-    offsets = jnp.arange(r_count, dtype=jnp.int32) * r_size
-
-    def chunk_nearest(q: jax.Array) -> jax.Array:
-        q_sq = jnp.sum(q * q, axis=-1)
-        q = -2.0 * q  # folds the expansion's factor -2 into the small operand
-
-        def step(carry, block):
-            best_d, best_i = carry
-            r, r_n, offset = block
-            d = q_sq[:, None] + r_n[None, :] + jnp.matmul(q, r.T, precision=lax.Precision.HIGHEST)
-            # One materialised block that both reductions read, so the equality below compares
-            # identical values (no chance of two fusions rounding differently).
-            d = lax.optimization_barrier(d)
-            d_min = jnp.min(d, axis=1)
-            column = lax.broadcasted_iota(jnp.int32, d.shape, 1)
-            i_min = jnp.min(jnp.where(d == d_min[:, None], column, r_size), axis=1)
-            # NaN distances match nothing: clamp to stay in range (the loss is NaN anyway).
-            i_min = jnp.minimum(i_min, r_size - 1) + offset
-            better = d_min < best_d  # strict: earlier chunks win ties
-            return (jnp.where(better, d_min, best_d), jnp.where(better, i_min, best_i)), None
-
-        init = (jnp.full((q_size,), jnp.inf, query.dtype), jnp.zeros((q_size,), jnp.int32))
-        (_, best_i), _ = lax.scan(step, init, (r_chunks, r_sq, offsets))
-        return best_i
-
-    idx = lax.map(chunk_nearest, q_chunks).reshape(q_count * q_size)
-    return idx[:nq]
+    dist_x: jax.Array  # [B, N] distance of each x point to Y; 0 where not active, NaN if bad pair
+    dist_y: jax.Array | None  # [B, M]
+    idx_x: jax.Array  # [B, N] index into y, -1 where not active
+    idx_y: jax.Array | None  # [B, M]
+    active_x: jax.Array  # [B, N] finite valid point of x, and y has a finite valid point
+    active_y: jax.Array | None
 
 
-def _nearest_neighbor_indices(
-    x: jax.Array,
-    y: jax.Array,
-    x_valid: jax.Array,
-    y_valid: jax.Array,
+def _nearest(
+    pair: PreparedPair,
     *,
-    both_directions: bool = True,
-    tile_size: tuple[int, int] = DEFAULT_TILE_SIZE,
-) -> tuple[jax.Array, jax.Array | None]:
-    """Nearest-neighbour indices between two batches of clouds (no gradient flows through them).
+    norm: int,
+    squared: bool,
+    single_directional: bool,
+    tile_size: tuple[int, int],
+    batch_mode: str,
+) -> _Nearest:
+    """Nearest-neighbour distances (differentiable) and indices of both directions."""
+    idx_xy, idx_yx = search(
+        pair, k=1, norm=norm, both_directions=not single_directional, tile_size=tile_size,
+        batch_mode=batch_mode,
+    )
 
-    Args:
-      x: ``[B, N, D]`` float.
-      y: ``[B, M, D]`` float.
-      x_valid: ``[B, N]`` bool mask of valid points of ``x``.
-      y_valid: ``[B, M]`` bool mask of valid points of ``y``.
-      both_directions: also search ``y -> x``.
-      tile_size: ``(query_chunk, ref_chunk)``: at most ``query_chunk x ref_chunk`` distances
-        exist at a time.
+    def direction(query, ref, idx, query_ok, query_valid, ref_ok):
+        active = query_ok & jnp.any(ref_ok, axis=1)[:, None]
+        dist = gathered_distances(
+            query, ref, idx, active[..., None], norm=norm, squared=squared
+        )[..., 0]
+        dist = jnp.where(pair.nonfinite[:, None] & query_valid, jnp.nan, dist)
+        return dist, jnp.where(active, idx[..., 0], -1), active
 
-    Returns:
-      ``(idx_xy, idx_yx)``: ``[B, N]`` int32 index into ``y`` of each ``x`` point's nearest
-      valid ``y`` point, and ``[B, M]`` the converse (``None`` unless ``both_directions``).
-      Entries for invalid queries, or for queries whose other cloud is empty, are unspecified
-      (in range); callers mask them.
-    """
-    x = lax.stop_gradient(x)
-    y = lax.stop_gradient(y)
-    n, m = x.shape[1], y.shape[1]
-
-    def pair(args):
-        xb, yb, xv, yv = args
-        # A common centre: the mean of all valid points of both clouds (distances are unchanged;
-        # the expansion's cancellation error scales with |point - centre|^2).
-        xb = jnp.where(xv[:, None], xb, 0)
-        yb = jnp.where(yv[:, None], yb, 0)
-        count = jnp.maximum(jnp.sum(xv) + jnp.sum(yv), 1).astype(xb.dtype)
-        centre = (jnp.sum(xb, axis=0) + jnp.sum(yb, axis=0)) / count
-        xc = jnp.where(xv[:, None], xb - centre, 0)
-        yc = jnp.where(yv[:, None], yb - centre, 0)
-        if m:
-            i_xy = _nearest_in_pair(xc, yc, yv, tile_size)
-        else:
-            i_xy = jnp.zeros((n,), jnp.int32)
-        if not both_directions:
-            return i_xy, jnp.zeros((0,), jnp.int32)
-        if n:
-            i_yx = _nearest_in_pair(yc, xc, xv, tile_size)
-        else:
-            i_yx = jnp.zeros((m,), jnp.int32)
-        return i_xy, i_yx
-
-    idx_xy, idx_yx = lax.map(pair, (x, y, x_valid, y_valid))
-    return idx_xy, (idx_yx if both_directions else None)
+    dist_x, idx_x, active_x = direction(
+        pair.x, pair.y, idx_xy, pair.x_finite, pair.x_valid, pair.y_finite
+    )
+    if single_directional:
+        return _Nearest(dist_x, None, idx_x, None, active_x, None)
+    dist_y, idx_y, active_y = direction(
+        pair.y, pair.x, idx_yx, pair.y_finite, pair.y_valid, pair.x_finite
+    )
+    return _Nearest(dist_x, dist_y, idx_x, idx_y, active_x, active_y)
 
 
-def _gathered_distance(
-    query: jax.Array, ref: jax.Array, idx: jax.Array, active: jax.Array, squared: bool
+def _normals_term(
+    normals: jax.Array, other: jax.Array, idx: jax.Array, active: jax.Array, abs_cosine: bool
 ) -> jax.Array:
-    """``||query_i - ref_idx(i)||`` (squared or not), by difference, ``0`` where not ``active``.
+    """``1 - |cos|`` (or ``1 - cos``) between each normal and its neighbour's, 0 if inactive."""
+    if other.shape[1] == 0:
+        return jnp.zeros(idx.shape, normals.dtype)
+    near = jnp.take_along_axis(other, jnp.maximum(idx, 0)[..., None], axis=1, mode="clip")
 
-    Shapes: ``query [B, Nq, D]``, ``ref [B, Nr, D]`` (``Nr >= 1``), ``idx``/``active``
-    ``[B, Nq]``. Differentiable in ``query`` and ``ref``; inactive entries get exactly zero
-    gradient, and the unsquared distance has gradient 0 (not NaN) at distance 0.
-    """
-    neighbour = jnp.take_along_axis(ref, idx[..., None], axis=1, mode="clip")
-    diff = query - neighbour
-    sq = jnp.sum(diff * diff, axis=-1)
-    if squared:
-        return jnp.where(active, sq, 0)
-    positive = active & (sq > 0)
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1)), 0)
+    def unit(v):  # torch's cosine_similarity clamps each norm at eps
+        return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), _COSINE_EPS)
+
+    cosine = jnp.sum(unit(normals) * unit(near), axis=-1)
+    return jnp.where(active, 1.0 - (jnp.abs(cosine) if abs_cosine else cosine), 0.0)
+
+
+def _point_reduce(values: jax.Array, valid: jax.Array, lengths: jax.Array, reduction: str):
+    """``[B, P] -> [B]``: sum, mean over the valid points (0 if none), or max (0 if none)."""
+    if reduction == "max":  # distances are >= 0: 0 is the neutral element
+        return jnp.max(jnp.where(valid, values, 0), axis=1, initial=0)
+    total = jnp.sum(values, axis=1)
+    if reduction == "sum":
+        return total
+    return total / jnp.maximum(lengths, 1).astype(total.dtype)
+
+
+def _check_normals(name: str, normals, points: jax.Array) -> jax.Array:
+    normals = check_cloud(name, normals)
+    if normals.shape[:2] != points.shape[:2]:
+        raise ValueError(
+            f"{name} must have shape [B, N, D] matching its points' [B, N] = "
+            f"{tuple(points.shape[:2])}, got shape {tuple(normals.shape)}"
+        )
+    return normals
 
 
 def chamfer_distance(
@@ -208,145 +134,223 @@ def chamfer_distance(
     *,
     x_lengths: ArrayLike | None = None,
     y_lengths: ArrayLike | None = None,
-    squared: bool = True,
-    point_reduction: str | None = "mean",
+    x_normals: ArrayLike | None = None,
+    y_normals: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
     batch_reduction: str | None = "mean",
+    point_reduction: str | None = "mean",
+    norm: int = 2,
+    squared: bool | None = None,
     single_directional: bool = False,
+    abs_cosine: bool = True,
     return_indices: bool = False,
     tile_size: int | tuple[int, int] = DEFAULT_TILE_SIZE,
+    batch_mode: str = "auto",
 ) -> jax.Array | tuple:
-    """Chamfer distance between ``x`` and ``y`` (paper eq. 4), with padding masks.
+    """Chamfer distance between ``x`` and ``y`` (paper eq. 4), with PyTorch3D's options.
 
     Per pair ``b``, with ``X`` the first ``x_lengths[b]`` points of ``x[b]`` and ``Y`` the first
     ``y_lengths[b]`` of ``y[b]``::
 
-        d(p, S)  = min_{s in S} ||p - s||^2     (squared=True, the default; paper eq. 4)
-                 = min_{s in S} ||p - s||       (squared=False: Euclidean, the evaluation metric
-                                                 of SPEC section 6)
+        d(p, S)  = min_{s in S} ||p - s||_2^2    (norm=2, squared: the default; paper eq. 4)
+                 = min_{s in S} ||p - s||_2      (norm=2, squared=False: the evaluation metric)
+                 = min_{s in S} ||p - s||_1      (norm=1; squared=True squares it)
         cd_x->y  = sum_{p in X} d(p, Y) / |X|   (point_reduction="mean")
                  = sum_{p in X} d(p, Y)         (point_reduction="sum": eq. 4 exactly)
-        cd[b]    = cd_x->y + cd_y->x            (the two directions are added, no 1/2 factor)
-        cd[b]    = cd_x->y                      (single_directional=True)
+                 = max_{p in X} d(p, Y)         (point_reduction="max": directed Hausdorff)
+        cd[b]    = cd_x->y + cd_y->x            (max(cd_x->y, cd_y->x) for "max", as PyTorch3D;
+                                                 cd_x->y alone with single_directional=True)
 
-    then ``batch_reduction`` "mean" averages ``cd[b]`` over all ``B`` pairs (empty ones
-    included), "sum" adds them, ``None`` returns ``[B]``.
+    then ``weights[b]`` multiply ``cd[b]`` and ``batch_reduction`` "mean" divides the sum by
+    ``B`` (or by ``sum(weights)``; 0 when that is 0, e.g. ``B = 0``), "sum" adds, ``None``
+    returns ``[B]``. A direction whose query or reference cloud is empty contributes 0.
 
-    Padding: points beyond a length (whatever they hold, even NaN) are never a nearest
-    neighbour, contribute nothing and get exactly zero gradient.
+    Normals (both ``x_normals`` and ``y_normals``): ``loss_normals`` is reduced the same way
+    from ``1 - |cos(n_p, n_nn(p))|`` per point (``1 - cos`` with ``abs_cosine=False``), the
+    neighbour being the one of the distance term.
 
-    Empty clouds: a direction whose query cloud ``X`` or reference cloud ``Y`` is empty
-    (length 0) contributes exactly ``0`` and gives zero gradient; nothing is NaN or inf.
-
-    Gradients: those of the gathered nearest-neighbour distances, ``2 (p - nn(p))`` per point
-    (times the reduction's weight) when squared, ``(p - nn(p)) / ||p - nn(p)||`` when not, with
-    ``0`` (not NaN) for coincident points; the neighbour receives the opposite.
+    Gradients: those of the gathered nearest-neighbour distances (``2 (p - nn(p))`` per point
+    when squared L2, times the reduction's weight), 0 (not NaN) for coincident points; padded
+    points (whatever they hold, even NaN) get exactly 0.
 
     Args:
-      x: ``[B, N, D]`` floating point clouds (any ``D``). Computation is in ``x``/``y``'s promoted
-        dtype, at least float32.
-      y: ``[B, M, D]`` floating point clouds, same ``B`` and ``D``.
-      x_lengths: ``[B]`` integers in ``[0, N]``: points ``i >= x_lengths[b]`` of ``x[b]`` are
-        padding (PyTorch3D semantics). ``None``: all ``N`` points are valid.
-      y_lengths: ``[B]`` integers in ``[0, M]``, the same for ``y``.
-      squared: squared Euclidean distances (paper eq. 4) or plain Euclidean ones.
-      point_reduction: ``"mean"``, ``"sum"`` (see above) or ``None``, which returns the per-point
-        distances ``d`` themselves (then ``batch_reduction`` must be ``None``).
-      batch_reduction: ``"mean"``, ``"sum"`` or ``None`` (see above).
+      x: ``[B, N, D]`` floating clouds; computed in at least float32.
+      y: ``[B, M, D]`` floating clouds, same ``B`` and ``D``.
+      x_lengths: ``[B]`` integers in ``[0, N]``: points ``i >= x_lengths[b]`` are padding.
+        ``None``: all valid. ``y_lengths``: the same for ``y``.
+      x_normals: ``[B, N, D']`` normals of ``x`` (``y_normals``: ``[B, M, D']``), or ``None``.
+      weights: ``[B]`` non-negative floats, or ``None``.
+      batch_reduction: ``"mean"``, ``"sum"`` or ``None``.
+      point_reduction: ``"mean"``, ``"sum"``, ``"max"`` (not with normals) or ``None``: the
+        per-point distances (``batch_reduction`` must then be ``None``).
+      norm: 2 (Euclidean) or 1 (L1).
+      squared: ``None`` (default): ``True`` for ``norm=2``, ``False`` for ``norm=1`` (PyTorch3D).
       single_directional: only the ``x -> y`` direction.
+      abs_cosine: ``1 - |cos|`` (normal orientation ignored) or ``1 - cos``.
       return_indices: also return the nearest-neighbour indices.
-      tile_size: ``(query_chunk, ref_chunk)`` or one int for both: the nearest-neighbour search
-        splits the query cloud into chunks of at most ``query_chunk`` points and the reference
-        cloud into chunks of at most ``ref_chunk``, so at most ``query_chunk x ref_chunk``
-        distances exist at a time. Affects speed and memory, never the result (up to ties).
+      tile_size: ``(query_chunk, ref_chunk)`` or one int: the largest tile of distances that
+        exists at a time (speed and memory; the result up to near-ties: the search resolves
+        distances to a relative ``2^-(23 - log2 ref_chunk)``, ``recon_jax.losses.knn``).
+      batch_mode: ``"map"`` (``lax.map``: pairs one after the other), ``"vmap"`` (all at once) or
+        ``"auto"`` (``"map"`` on the CPU backend, else ``"vmap"``). Same values either way.
 
     Returns:
-      ``point_reduction`` "mean"/"sum": the loss, a scalar (``batch_reduction`` "mean"/"sum") or
-      ``[B]`` (``None``). ``point_reduction=None``: ``(dist_x, dist_y)``, ``[B, N]`` distance of
-      every ``x`` point to ``Y`` and ``[B, M]`` of every ``y`` point to ``X`` (``dist_y`` is
-      ``None`` when ``single_directional``), ``0`` at padded points and where the other cloud is
-      empty. With ``return_indices``: ``(result, (idx_x, idx_y))``, ``idx_x`` ``[B, N]`` int32
-      index into ``y[b]`` of each ``x`` point's nearest neighbour, ``idx_y`` ``[B, M]`` into
-      ``x[b]`` (``None`` when ``single_directional``); ``-1`` for padded points and where the
-      other cloud is empty. Ties between equidistant neighbours resolve to the lowest index (up
-      to float32 rounding of the search's distances).
+      ``loss``, or ``(loss, loss_normals)`` when normals are given: scalars (``[B]`` for
+      ``batch_reduction=None``); for ``point_reduction=None`` each is ``(per_x [B, N], per_y
+      [B, M])`` (``per_y`` ``None`` when ``single_directional``), 0 at padding. With
+      ``return_indices``: ``(that, (idx_x, idx_y))``, ``idx_x`` ``[B, N]`` int32 into ``y[b]``,
+      ``idx_y`` ``[B, M]`` into ``x[b]`` (``None`` if single), ``-1`` where there is no neighbour.
+      A pair with a NaN or Inf valid point is NaN in every output but the indices.
 
     Raises:
-      ValueError: bad shapes, dtypes, lengths, reductions or ``tile_size``.
+      ValueError: bad shapes, dtypes, lengths, weights, normals, reductions, ``norm``,
+        ``tile_size`` or ``batch_mode``.
     """
-    x, y = check_pair(x, y)
-    batch, n, _ = x.shape
-    m = y.shape[1]
-    x_lengths = check_lengths("x_lengths", x_lengths, batch, n)
-    y_lengths = check_lengths("y_lengths", y_lengths, batch, m)
+    x, y, x_lengths, y_lengths = check_inputs(x, y, x_lengths, y_lengths)
     check_choice("point_reduction", point_reduction, _POINT_REDUCTIONS)
-    check_choice("batch_reduction", batch_reduction, _BATCH_REDUCTIONS)
+    check_choice("batch_reduction", batch_reduction, BATCH_REDUCTIONS)
     if point_reduction is None and batch_reduction is not None:
         raise ValueError(
             "batch_reduction must be None when point_reduction is None (per-point distances "
             f"cannot be reduced over the batch), got batch_reduction={batch_reduction!r}"
         )
-    tile_size = _check_tile_size(tile_size)
-
-    dtype = jnp.promote_types(jnp.promote_types(x.dtype, y.dtype), jnp.float32)
-    x_valid = jnp.arange(n)[None, :] < x_lengths[:, None]  # [B, N]
-    y_valid = jnp.arange(m)[None, :] < y_lengths[:, None]  # [B, M]
-    # Zero the padding first: its content then never matters and its gradient is exactly 0.
-    x = jnp.where(x_valid[..., None], x.astype(dtype), 0)
-    y = jnp.where(y_valid[..., None], y.astype(dtype), 0)
-
-    idx_xy, idx_yx = _nearest_neighbor_indices(
-        x, y, x_valid, y_valid, both_directions=not single_directional, tile_size=tile_size
+    weights = check_weights(weights, x.shape[0])
+    if (x_normals is None) != (y_normals is None):
+        raise ValueError("x_normals and y_normals must be given together (or neither)")
+    if x_normals is not None:
+        if point_reduction == "max":
+            raise ValueError('normals cannot be used with point_reduction="max" (as PyTorch3D)')
+        x_normals = _check_normals("x_normals", x_normals, x)
+        y_normals = _check_normals("y_normals", y_normals, y)
+        if x_normals.shape[2] != y_normals.shape[2]:
+            raise ValueError(
+                "x_normals and y_normals must have the same dimension, got shapes "
+                f"{tuple(x_normals.shape)} and {tuple(y_normals.shape)}"
+            )
+    return _chamfer(
+        x, y, x_lengths, y_lengths, x_normals, y_normals, weights,
+        batch_reduction=batch_reduction, point_reduction=point_reduction, norm=norm,
+        squared=check_norm(norm, squared), single_directional=single_directional,
+        abs_cosine=abs_cosine, return_indices=return_indices,
+        tile_size=check_tile_size(tile_size), batch_mode=resolve_batch_mode(batch_mode),
     )
-    # A query point is active when it is valid and the other cloud has at least one point.
-    active_x = x_valid & (y_lengths > 0)[:, None]
-    dist_x = (
-        _gathered_distance(x, y, idx_xy, active_x, squared)
-        if m
-        else jnp.zeros((batch, n), dtype)
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "batch_reduction", "point_reduction", "norm", "squared", "single_directional", "abs_cosine",
+    "return_indices", "tile_size", "batch_mode",
+))
+def _chamfer(
+    x, y, x_lengths, y_lengths, x_normals, y_normals, weights, *, batch_reduction,
+    point_reduction, norm, squared, single_directional, abs_cosine, return_indices, tile_size,
+    batch_mode,
+):
+    """:func:`chamfer_distance` on checked arguments, jitted with its options static (eager
+    calls then reuse one compilation; under an outer ``jit`` it is inlined)."""
+    pair = mask_pair(x, y, x_lengths, y_lengths)
+    near = _nearest(
+        pair, norm=norm, squared=squared, single_directional=single_directional,
+        tile_size=tile_size, batch_mode=batch_mode,
     )
-    dist_y = None
-    if not single_directional:
-        active_y = y_valid & (x_lengths > 0)[:, None]
-        dist_y = (
-            _gathered_distance(y, x, idx_yx, active_y, squared)
-            if n
-            else jnp.zeros((batch, m), dtype)
+    terms = [(near.dist_x, near.dist_y)]
+    with_normals = x_normals is not None
+    if with_normals:
+        x_normals = jnp.where(pair.x_valid[..., None], x_normals.astype(pair.dtype), 0)
+        y_normals = jnp.where(pair.y_valid[..., None], y_normals.astype(pair.dtype), 0)
+        normals_x = jnp.where(
+            pair.nonfinite[:, None] & pair.x_valid, jnp.nan,
+            _normals_term(x_normals, y_normals, near.idx_x, near.active_x, abs_cosine),
         )
+        normals_y = None
+        if not single_directional:
+            normals_y = jnp.where(
+                pair.nonfinite[:, None] & pair.y_valid, jnp.nan,
+                _normals_term(y_normals, x_normals, near.idx_y, near.active_y, abs_cosine),
+            )
+        terms.append((normals_x, normals_y))
 
-    if point_reduction is None:
-        result = (dist_x, dist_y)
-    else:
-        result = _reduce(dist_x, x_lengths, point_reduction)
-        if dist_y is not None:
-            result = result + _reduce(dist_y, y_lengths, point_reduction)
-        if batch_reduction == "mean":
-            result = jnp.mean(result)
-        elif batch_reduction == "sum":
-            result = jnp.sum(result)
-
-    if not return_indices:
-        return result
-    idx_x = jnp.where(active_x, idx_xy, -1)
-    idx_y = None if single_directional else jnp.where(active_y, idx_yx, -1)
-    return result, (idx_x, idx_y)
-
-
-def _check_tile_size(tile_size) -> tuple[int, int]:
-    """A positive int or a pair of positive ints -> ``(query_chunk, ref_chunk)``."""
-    pair = tile_size if isinstance(tile_size, tuple) else (tile_size, tile_size)
-    if len(pair) != 2 or not all(
-        isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in pair
-    ):
-        raise ValueError(
-            "tile_size must be a positive int or a pair (query_chunk, ref_chunk) of positive "
-            f"ints, got {tile_size!r}"
-        )
-    return pair
+    results = []
+    for per_x, per_y in terms:
+        if point_reduction is None:
+            results.append(tuple(
+                None if v is None else reduce_batch(v, None, weights) for v in (per_x, per_y)
+            ))
+            continue
+        value = _point_reduce(per_x, pair.x_valid, pair.x_lengths, point_reduction)
+        if per_y is not None:
+            other = _point_reduce(per_y, pair.y_valid, pair.y_lengths, point_reduction)
+            value = jnp.maximum(value, other) if point_reduction == "max" else value + other
+        value = jnp.where(pair.nonfinite, jnp.nan, value)
+        results.append(reduce_batch(value, batch_reduction, weights))
+    result = tuple(results) if with_normals else results[0]
+    if return_indices:
+        return result, (near.idx_x, near.idx_y)
+    return result
 
 
-def _reduce(dist: jax.Array, lengths: jax.Array, point_reduction: str) -> jax.Array:
-    """Sum ``dist`` ``[B, P]`` over points, divided by the valid count for "mean" (0 if empty)."""
-    total = jnp.sum(dist, axis=1)
-    if point_reduction == "sum":
-        return total
-    return total / jnp.maximum(lengths, 1).astype(total.dtype)
+class FScore(NamedTuple):
+    """Result of :func:`f_score`, each ``[B]`` in ``[0, 1]`` (NaN for a non-finite pair)."""
+
+    precision: jax.Array  #: fraction of ``x`` points within the threshold of ``y``
+    recall: jax.Array  #: fraction of ``y`` points within the threshold of ``x``
+    f_score: jax.Array  #: ``2 P R / (P + R)``, 0 when ``P + R = 0``
+
+
+def f_score(
+    x: ArrayLike,
+    y: ArrayLike,
+    threshold: ArrayLike,
+    *,
+    x_lengths: ArrayLike | None = None,
+    y_lengths: ArrayLike | None = None,
+    tile_size: int | tuple[int, int] = DEFAULT_TILE_SIZE,
+    batch_mode: str = "auto",
+) -> FScore:
+    """F-score at a distance threshold (Tatarchenko et al., "What do single-view 3D
+    reconstruction networks learn?", CVPR 2019), per pair.
+
+    ``precision[b]``: fraction of the valid points of ``x[b]`` (the reconstruction) whose
+    Euclidean (unsquared) distance to the nearest valid point of ``y[b]`` (the ground truth) is
+    ``< threshold``; ``recall[b]``: the same from ``y[b]`` to ``x[b]``; ``f_score[b] = 2 P R /
+    (P + R)``. An empty cloud gives 0s. Not differentiable (a count).
+
+    Args:
+      x: ``[B, N, D]`` floating clouds (predictions).
+      y: ``[B, M, D]`` floating clouds (ground truth), same ``B`` and ``D``.
+      threshold: the distance threshold, a positive scalar (in the clouds' units).
+      x_lengths, y_lengths: ``[B]`` padding lengths, as :func:`chamfer_distance`.
+      tile_size, batch_mode: as :func:`chamfer_distance`.
+
+    Returns:
+      :class:`FScore` ``(precision, recall, f_score)``, each ``[B]`` float.
+
+    Raises:
+      ValueError: bad shapes, dtypes, lengths, a non-scalar or non-positive ``threshold``.
+    """
+    x, y, x_lengths, y_lengths = check_inputs(x, y, x_lengths, y_lengths)
+    if jnp.ndim(threshold) != 0:
+        raise ValueError(f"threshold must be a scalar, got shape {tuple(jnp.shape(threshold))}")
+    if not isinstance(threshold, jax.core.Tracer) and not float(threshold) > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold!r}")
+    return _f_score(x, y, x_lengths, y_lengths, threshold, tile_size=check_tile_size(tile_size),
+                    batch_mode=resolve_batch_mode(batch_mode))
+
+
+@functools.partial(jax.jit, static_argnames=("tile_size", "batch_mode"))
+def _f_score(x, y, x_lengths, y_lengths, threshold, *, tile_size, batch_mode) -> FScore:
+    """:func:`f_score` on checked arguments, jitted."""
+    pair = mask_pair(x, y, x_lengths, y_lengths)
+    near = _nearest(pair, norm=2, squared=False, single_directional=False, tile_size=tile_size,
+                    batch_mode=batch_mode)
+    threshold = jnp.asarray(threshold, pair.dtype)
+
+    def fraction(dist, active, lengths):
+        hits = jnp.sum(active & (dist < threshold), axis=1).astype(pair.dtype)
+        return hits / jnp.maximum(lengths, 1).astype(pair.dtype)
+
+    precision = fraction(near.dist_x, near.active_x, pair.x_lengths)
+    recall = fraction(near.dist_y, near.active_y, pair.y_lengths)
+    total = precision + recall
+    score = jnp.where(total > 0, 2 * precision * recall / jnp.where(total > 0, total, 1), 0.0)
+    nan = jnp.where(pair.nonfinite, jnp.nan, 0.0)
+    return FScore(precision + nan, recall + nan, score + nan)

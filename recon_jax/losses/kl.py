@@ -5,12 +5,12 @@ Kim & Lee (2023), eq. 3::
     L_DIV = -0.05 * (1 + s - mu^2 - e^s)
 
 where ``s`` is the encoder's log-variance output (the paper writes it sigma; it enters as
-``e^s``, so it is ``log sigma^2``, SPEC section 3) and the latent is ``z = mu + e^(s/2) * eps``.
+``e^s``, so it is ``log sigma^2``) and the latent is ``z = mu + e^(s/2) * eps``.
 For one latent dimension the KL divergence of ``N(mu, e^s)`` from ``N(0, 1)`` is
 ``-1/2 (1 + s - mu^2 - e^s)``, so eq. 3 is ``0.1 * KL`` per dimension, and ``weight=0.5`` with
 ``reduction="sum"`` gives exactly ``KL(N(mu, diag(e^s)) || N(0, I))``.
 
-Pure ``jax.numpy``: jit, vmap and grad safe.
+Pure ``jax.numpy``: jit, vmap and grad safe. A batch of size 0 gives 0.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from recon_jax.losses._checks import check_choice
+from recon_jax.losses._checks import check_choice, reduce_batch
 
 __all__ = ["kl_divergence"]
 
@@ -41,8 +41,8 @@ def kl_divergence(
         ``KL(N(mu, diag(e^s)) || N(0, I))``) or ``"mean"`` (the sum divided by ``Z``).
 
     Returns:
-      A scalar: the per-example value averaged over the ``B`` examples, in the promoted dtype of
-      ``mu`` and ``logvar`` (at least float32).
+      A scalar: the per-example value averaged over the ``B`` examples (0 when ``B = 0``), in
+      the promoted dtype of ``mu`` and ``logvar`` (at least float32).
 
     Raises:
       ValueError: ``mu``/``logvar`` not floating ``[B, Z]`` arrays of equal shape, a non-scalar
@@ -65,7 +65,7 @@ def kl_divergence(
     # 1 + s - e^s = -(expm1(s) - s): expm1 keeps the term accurate (and exactly 0) near s = 0.
     per_dim = mu * mu + (jnp.expm1(logvar) - logvar)  # = -(1 + s - mu^2 - e^s) >= 0
     per_example = jnp.sum(per_dim, axis=1) if reduction == "sum" else jnp.mean(per_dim, axis=1)
-    return jnp.asarray(weight, dtype) * jnp.mean(per_example)
+    return jnp.asarray(weight, dtype) * reduce_batch(per_example, "mean")
 
 
 def _check_latent(name: str, a: ArrayLike) -> jax.Array:

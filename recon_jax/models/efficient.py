@@ -1,64 +1,17 @@
 """The paper's efficient feature extractor (Kim & Lee 2023, section 2.2.2, Figs. 4-5).
 
-What the paper asks for, and how this module does it:
+A plain CNN that keeps the full input resolution through the first half of its convolutions
+(no 7x7/2 stem, no max-pool), is shallow and narrow, carries its initial features (the stem's
+output) straight to the last convolution (one long skip, average-pooled to the last grid and
+concatenated), and ends in a 1000-d feature (global mean, Dense). Each convolution is conv (no
+bias), BatchNorm, ReLU (:class:`recon_jax.models.layers.ConvBN`). Input ``[B, H, W, 3]`` with
+``H, W >= min_size`` (the total stride); output ``[B, feature_dim]`` in the compute dtype.
 
-* **No early downsizing**: no 7x7/2 stem and no max-pool. A 3x3 stem and one more 3x3 layer run
-  at the full input resolution (128x128), where ResNet is already at 32x32 after its stem and
-  pool (section 2.2.1, Fig. 3).
-* **Few channels, shallow**: 8 channels at full resolution, then four stages of two convolutions
-  (32, 64, 128, 256 channels): 11 convolutions in all, against 20 (ResNet-18) and 36 (ResNet-34).
-* **Lossless first downsampling**: each stage starts with a 2x2 stride-2 convolution (a
-  "patchify" layer, as in ConvNeXt). The first one maps each 2x2x8 = 32 input values to 32
-  channels, so it can keep every full-resolution value; ResNet's 7x7/2 conv + 3x3/2 max-pool
-  discards three quarters of its 64-channel map.
-* **One long skip** (Fig. 5): the stem's features (the "initial features") are average-pooled to
-  the last stage's grid and concatenated to it, and the last convolution ("fuse") reads both, so
-  they reach the last layer through no intermediate layer (ResNet carries them through many
-  residual blocks instead).
-* **1000-d output**: global average pooling and a Dense layer, no activation (as ResNet's fc).
-
-Stages at 128x128 (one image, NHWC). Every conv is conv (no bias), BatchNorm, ReLU, with padding
-``(k - 1) // 2`` before and ``k - 1 - (k - 1) // 2`` after. Parameters include BatchNorm's scale
-and bias (its running statistics are extra state, 2 per channel). FLOPs are XLA's cost analysis
-of each layer's evaluation forward pass (multiply-add = 2; BatchNorm and ReLU included; taps that
-read padding not counted), measured with :func:`recon_jax.models.flops.layer_table`:
-
-============  ===========================  ===============  ===========  ============
-layer         operation                    output           params       MFLOPs
-============  ===========================  ===============  ===========  ============
-stem          3x3 conv 3->8                128 x 128 x 8            232           7.5
-full_res0     3x3 conv 8->8                128 x 128 x 8            592          19.2
-stage1_conv0  2x2/2 conv 8->32             64 x 64 x 32           1,088           8.9
-stage1_conv1  3x3 conv 32->32              64 x 64 x 32           9,280          74.5
-stage2_conv0  2x2/2 conv 32->64            32 x 32 x 64           8,320          17.0
-stage2_conv1  3x3 conv 64->64              32 x 32 x 64          36,992          72.6
-stage3_conv0  2x2/2 conv 64->128           16 x 16 x 128         33,024          16.9
-stage3_conv1  3x3 conv 128->128            16 x 16 x 128        147,712          69.5
-stage4_conv0  2x2/2 conv 128->256          8 x 8 x 256          131,584          16.8
-stage4_conv1  3x3 conv 256->256            8 x 8 x 256          590,336          63.5
-skip          16x16/16 avg-pool of stem,   8 x 8 x 264                0           0.1
-              concatenated to stage4
-fuse          3x3 conv 264->256            8 x 8 x 256          608,768          65.5
-fc            global mean, Dense 256->1000 1000                 257,000           0.5
-total                                                         1,824,928         432.7
-============  ===========================  ===============  ===========  ============
-
-So 0.433 GFLOPs per 128x128 image, within the paper's 2.9 GFLOPs, against 1.041 for ResNet-18
-and 2.080 for ResNet-34 measured the same way (``recon-jax flops``; its section of
-``docs/benchmarks.md`` has the current figures, including memory and step time).
-
-Why these widths (measured on this project's 2-core CPU while it was busy, so ratios only): a
-first version had 16 channels at full resolution (0.51 GFLOPs). Its training step at batch 32
-(full model, Chamfer loss, Adam) needed 551 MiB against ResNet-18's 642 MiB (XLA memory
-analysis), and its extractor's training step took 0.86x ResNet-18's on CPU: narrow
-full-resolution layers are memory-bound there. With 8 channels the full step needs 432 MiB
-(0.67x ResNet-18's; the paper claims about 0.73x) and took 1.8 s against ResNet-18's 2.2 s
-(median of 5, interleaved). The 2x2/2 downsampling convolutions have 4/9 of the taps of 3x3/2
-ones, and their forward + backward pass ran 1.6-1.8x faster on XLA:CPU.
-
-Any image of at least 16x16 (the total stride) works: a stride-2 layer maps ``n`` to
-``ceil(n / 2)`` and the skip's 'SAME' pooling (padding not counted) gives the same grid.
-Normalisation and its state: see :mod:`recon_jax.models.layers`.
+:class:`EfficientExtractor`'s defaults are the paper's network (``"efficient"``: 8 convolutions,
+4 of them at full resolution, 0.72x ResNet-34's multiply-adds at every input size);
+:data:`EFFICIENT_SMALL` holds the fields of the lighter CPU variant and ablation
+(``"efficient_small"``: 2 of 11 convolutions at full resolution, 0.19x). Widths, stage tables and
+measurements: docs/design.md, "recon_jax.models".
 """
 
 from __future__ import annotations
@@ -70,15 +23,23 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from recon_jax.models.layers import ConvBN, check_images
+from recon_jax.models.layers import ConvBN, check_images, check_int, check_int_tuple
 
-__all__ = ["EfficientExtractor"]
+__all__ = ["EFFICIENT_SMALL", "EfficientExtractor"]
+
+#: Fields of the ``efficient_small`` variant (the rest are :class:`EfficientExtractor`'s).
+EFFICIENT_SMALL: dict[str, Any] = {
+    "stem_features": 8,
+    "full_res_layers": 1,
+    "stage_features": (32, 64, 128, 256),
+    "stage_depth": 2,
+    "down_kernel": 2,
+    "fuse_kernel": 3,
+}
 
 
 class EfficientExtractor(nn.Module):
     """Full-resolution, narrow, shallow CNN with one long skip, ending in a ``feature_dim`` vector.
-
-    The defaults are the design in the module docstring.
 
     Attributes:
       stem_features: channels of the full-resolution layers; the stem's output is the "initial
@@ -88,7 +49,7 @@ class EfficientExtractor(nn.Module):
         ``down_kernel x down_kernel`` stride-2 conv + BN + ReLU followed by ``stage_depth - 1``
         3x3 conv + BN + ReLU layers.
       stage_depth: convolutions per downsampling stage (at least 1).
-      down_kernel: kernel of each stage's stride-2 convolution (2: patchify; 3: ResNet-like).
+      down_kernel: kernel of each stage's stride-2 convolution (3: ResNet-like; 2: patchify).
       fuse_kernel: kernel of the last convolution, which reads the last stage and the pooled
         initial features together; its width is ``stage_features[-1]``.
       feature_dim: size of the output feature (1000 in the paper).
@@ -96,11 +57,11 @@ class EfficientExtractor(nn.Module):
       bn_axis_name: see :class:`recon_jax.models.layers.ConvBN`.
     """
 
-    stem_features: int = 8
-    full_res_layers: int = 1
-    stage_features: Sequence[int] = (32, 64, 128, 256)
-    stage_depth: int = 2
-    down_kernel: int = 2
+    stem_features: int = 32
+    full_res_layers: int = 3
+    stage_features: Sequence[int] = (64, 128, 256)
+    stage_depth: int = 1
+    down_kernel: int = 3
     fuse_kernel: int = 3
     feature_dim: int = 1000
     dtype: Any = jnp.float32
@@ -116,25 +77,24 @@ class EfficientExtractor(nn.Module):
         """Smallest image side: the total stride, so the last stage sees whole input pixels."""
         return self.total_stride
 
-    def _check_fields(self) -> None:
-        if not self.stage_features:
-            raise ValueError(f"stage_features must not be empty, got {self.stage_features!r}")
-        if self.stage_depth < 1 or self.full_res_layers < 0:
-            raise ValueError(
-                f"stage_depth must be >= 1 and full_res_layers >= 0, got stage_depth="
-                f"{self.stage_depth}, full_res_layers={self.full_res_layers}"
-            )
-        if self.down_kernel < 2:
-            raise ValueError(f"down_kernel must be >= 2, got {self.down_kernel}")
+    def check_fields(self) -> None:
+        """``ValueError`` (its message starts with the field's name) for a bad field."""
+        check_int("stem_features", self.stem_features, 1)
+        check_int("full_res_layers", self.full_res_layers, 0)
+        check_int_tuple("stage_features", self.stage_features, 1)
+        check_int("stage_depth", self.stage_depth, 1)
+        check_int("down_kernel", self.down_kernel, 2)
+        check_int("fuse_kernel", self.fuse_kernel, 1)
+        check_int("feature_dim", self.feature_dim, 1)
 
     @nn.compact
     def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
-        """``[B, H, W, 3]`` images (``H, W >= min_size``, 16 by default) -> ``[B, feature_dim]``.
+        """``[B, H, W, 3]`` images (``H, W >= min_size``) -> ``[B, feature_dim]``.
 
         ``train`` selects batch statistics (and their update) over running averages in
         BatchNorm.
         """
-        self._check_fields()
+        self.check_fields()
         x = check_images(images, self.min_size).astype(self.dtype)
         kw = dict(dtype=self.dtype, bn_axis_name=self.bn_axis_name)
         stem = ConvBN(self.stem_features, 3, 1, name="stem", **kw)(x, train=train)

@@ -1,22 +1,13 @@
-"""Building blocks shared by the feature extractors: input checks and convolution + BatchNorm.
+"""Building blocks shared by the feature extractors: input and field checks, conv + BatchNorm.
 
-Normalisation: every extractor uses BatchNorm (momentum 0.9, epsilon 1e-5, i.e. PyTorch's
-defaults ``momentum=0.1, eps=1e-5`` in flax's convention), the standard for ResNets, so that the
-efficient extractor and the ResNet baselines differ only in their architecture. Consequences for
-callers:
-
-* the running statistics live in the ``"batch_stats"`` variable collection, which is model state:
-  ``model.apply(variables, x, train=True, mutable=["batch_stats"])`` returns the updated
-  statistics, which the training step must store with the parameters (and the checkpoint must
-  save);
-* with ``train=True`` the statistics of the current batch normalise it. Under ``jax.jit`` with
-  the batch sharded over devices (a batch-sharded ``NamedSharding``) the batch mean and variance
-  are computed over the *global* batch automatically (XLA inserts the all-reduce), so the
-  statistics are averaged across devices with no extra code, and the outputs and updated
-  statistics equal the single-device ones (``tests/models/test_sharding.py``). Under
-  ``shard_map``/``pmap`` pass ``bn_axis_name`` (the mapped axis) to get the same average;
-* with ``train=False`` the running averages are used, and the output of an image does not depend
-  on the rest of its batch.
+Every extractor normalises with BatchNorm (momentum 0.9, epsilon 1e-5: PyTorch's defaults in
+flax's convention). Its running statistics are model state in the ``"batch_stats"`` collection:
+``model.apply(variables, x, train=True, mutable=["batch_stats"])`` returns the updated ones, which
+the training step stores with the parameters. With ``train=True`` the batch's statistics
+normalise it; under ``jax.jit`` with a batch-sharded input they are the global batch's (XLA
+inserts the all-reduce; ``tests/models/test_sharding.py``); under ``shard_map``/``pmap`` pass
+``bn_axis_name``. With ``train=False`` the running averages are used, so an image's output does
+not depend on its batch. Design notes: docs/design.md, "recon_jax.models".
 """
 
 from __future__ import annotations
@@ -27,13 +18,35 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["BN_EPSILON", "BN_MOMENTUM", "ConvBN", "check_images", "conv_init"]
+__all__ = [
+    "BN_EPSILON", "BN_MOMENTUM", "ConvBN", "check_images", "check_int", "check_int_tuple",
+    "conv_init",
+]
 
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 # He (Kaiming) normal initialisation with fan-out, as torchvision initialises ResNet convolutions.
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` if it is an integer (not a bool) ``>= minimum``; else a ``ValueError`` whose
+    message starts with ``name`` and says what was expected."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_int_tuple(name: str, value: Any, minimum: int, *, allow_empty: bool = False
+                    ) -> tuple[int, ...]:
+    """``value`` (a list or tuple of integers ``>= minimum``) as a tuple; else ``ValueError``."""
+    ok = isinstance(value, (list, tuple)) and (allow_empty or len(value) > 0) and all(
+        not isinstance(v, bool) and isinstance(v, int) and v >= minimum for v in value)
+    if not ok:
+        what = "a" if allow_empty else "a non-empty"
+        raise ValueError(f"{name} must be {what} list of integers >= {minimum}, got {value!r}")
+    return tuple(value)
 
 
 def check_images(images: Any, min_size: int, name: str = "images") -> jax.Array:

@@ -1,34 +1,13 @@
 """ResNet-18 and ResNet-34 feature extractors: the paper's "existing techniques" (section 2.2.1).
 
 He et al. (2016) with BasicBlocks, laid out exactly as torchvision's ``resnet18``/``resnet34``
-(Flax, NHWC) so that parameter counts and FLOPs can be compared with the literature:
-
-========  =====================================  ===================  =========================
-stage     layers                                 output at 128x128    notes
-========  =====================================  ===================  =========================
-stem      7x7/2 conv 64, BN, ReLU                64 x 64 x 64         padding 3
-pool      3x3/2 max-pool                         32 x 32 x 64         padding 1
-layer1    n1 BasicBlocks, 64 channels            32 x 32 x 64
-layer2    n2 BasicBlocks, 128 channels, /2       16 x 16 x 128        1x1/2 conv + BN shortcut
-layer3    n3 BasicBlocks, 256 channels, /2       8 x 8 x 256          1x1/2 conv + BN shortcut
-layer4    n4 BasicBlocks, 512 channels, /2       4 x 4 x 512          1x1/2 conv + BN shortcut
-head      global average pool, Dense 512->1000   1000
-========  =====================================  ===================  =========================
-
-``(n1, n2, n3, n4)`` is ``(2, 2, 2, 2)`` for ResNet-18 and ``(3, 4, 6, 3)`` for ResNet-34. A
-BasicBlock is ``3x3 conv, BN, ReLU, 3x3 conv, BN`` plus the shortcut, then ReLU. Convolutions have
-no bias. The 1000-d output has no activation (it is torchvision's ``fc``), and it is the feature
-the latent head reads (paper section 2.3).
-
-Parameters: 11,689,512 (ResNet-18) and 21,797,672 (ResNet-34) trainable, the same as
-torchvision's; BatchNorm running statistics are extra state (``"batch_stats"``), see
-:mod:`recon_jax.models.layers`. At 128x128, XLA's cost analysis gives 1.041 (ResNet-18) and
-2.080 (ResNet-34) GFLOPs per image (multiply-add = 2, BatchNorm and ReLU included, taps on the
-padding not counted; at 224x224 the usual tables say 1.8 and 3.6 G multiply-adds). ``recon-jax
-flops`` (:mod:`recon_jax.models.flops`) measures them with memory and step time.
-
-Images must be at least 32x32 (the total stride), so that layer4 sees at least one input pixel
-per output pixel.
+(Flax, NHWC): 7x7/2 stem with 64 channels, 3x3/2 max-pool, four stages of BasicBlocks (64, 128,
+256, 512 channels; :data:`RESNET18_STAGES` ``(2, 2, 2, 2)`` or :data:`RESNET34_STAGES`
+``(3, 4, 6, 3)`` blocks; a 1x1/2 conv + BN shortcut where the shape changes), global mean and a
+Dense 512 -> 1000 with no activation (torchvision's ``fc``), the feature the latent head reads.
+Trainable parameters 11,689,512 and 21,797,672, the same as torchvision's. Input
+``[B, H, W, 3]`` with ``H, W >= 32`` (the total stride); output ``[B, feature_dim]``.
+Stage table and measurements: docs/design.md, "recon_jax.models".
 """
 
 from __future__ import annotations
@@ -40,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from recon_jax.models.layers import ConvBN, check_images
+from recon_jax.models.layers import ConvBN, check_images, check_int, check_int_tuple
 
 __all__ = ["RESNET18_STAGES", "RESNET34_STAGES", "BasicBlock", "ResNetExtractor"]
 
@@ -98,6 +77,12 @@ class ResNetExtractor(nn.Module):
         """Smallest image side: the total stride (2 in the stem, 2 in the pool, 2 per stage)."""
         return 4 * 2 ** (len(self.stage_sizes) - 1)
 
+    def check_fields(self) -> None:
+        """``ValueError`` (its message starts with the field's name) for a bad field."""
+        check_int_tuple("stage_sizes", self.stage_sizes, 1)
+        check_int("num_filters", self.num_filters, 1)
+        check_int("feature_dim", self.feature_dim, 1)
+
     @nn.compact
     def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
         """``[B, H, W, 3]`` images (``H, W >= 32``) -> ``[B, feature_dim]`` features.
@@ -105,6 +90,7 @@ class ResNetExtractor(nn.Module):
         ``train`` selects batch statistics (and their update) over running averages in
         BatchNorm.
         """
+        self.check_fields()
         x = check_images(images, self.min_size).astype(self.dtype)
         kw = dict(dtype=self.dtype, bn_axis_name=self.bn_axis_name)
         x = ConvBN(self.num_filters, 7, 2, name="stem", **kw)(x, train=train)

@@ -123,6 +123,33 @@ def make_shapenet(tmp_path, shapenet) -> Callable[[], ShapeNetFixture]:
     return make
 
 
+@pytest.fixture
+def absl_flags_parsed():
+    """absl flags parsed for the test, as ``recon-jax`` parses them: grain 0.2.18 starts worker
+    processes only then. Restores the unparsed state afterwards."""
+    from absl import flags
+
+    parsed = flags.FLAGS.is_parsed()
+    if not parsed:
+        flags.FLAGS(["pytest"])
+    yield
+    if not parsed:
+        flags.FLAGS.unparse_flags()
+
+
+@pytest.fixture
+def absl_flags_unparsed():
+    """absl flags unparsed for the test (a notebook that never parsed them); restored after."""
+    from absl import flags
+
+    parsed = flags.FLAGS.is_parsed()
+    if parsed:
+        flags.FLAGS.unparse_flags()
+    yield
+    if parsed:
+        flags.FLAGS(["pytest"])
+
+
 @pytest.fixture(scope="session")
 def shapenet_tfds(shapenet, tmp_path_factory) -> str:
     """``shapenet_r2n2/synthetic`` prepared from the fixture root; returns the data_dir."""

@@ -128,8 +128,8 @@ def test_sampled_cameras_are_what_the_file_says(rng):
 @pytest.mark.parametrize(
     "line, match",
     [
-        ("1 2 0 0.7", "expected 5 fields"),
-        ("1 2 0 0.7 25 3", "expected 5 fields"),
+        ("1 2 0 0.7", "expected 5 numbers .* got 4 fields"),
+        ("1 2 0 0.7 25 3", "expected 5 numbers .* got 6 fields"),
         ("a 2 0 0.7 25", "expected 5 numbers"),
         ("1 nan 0 0.7 25", "finite"),
         ("1 2 5 0.7 25", "in-plane rotation"),

@@ -216,7 +216,7 @@ def test_defaults_shard_by_jax_process(shapenet):
 
 
 @pytest.mark.slow
-def test_worker_processes(shapenet):
+def test_worker_processes(shapenet, absl_flags_parsed):
     """num_workers=W (mp_prefetch): worker w batches elements w, w + W, ...; batches alternate
     between workers. Checked exactly against the in-process element stream; resumable."""
     reader = ShapeNetReader(shapenet.root, "train")
@@ -244,6 +244,16 @@ def test_worker_processes(shapenet):
         list(eval_dataset(test, batch_size=7, num_workers=2, **SHARD)),
         list(eval_dataset(test, batch_size=7, **SHARD)),
     )
+
+
+def test_workers_without_absl_flags_say_how(shapenet, absl_flags_unparsed):
+    """grain 0.2.18's workers fail in the main process unless absl flags are parsed: a clear
+    error naming the remedy, before any worker starts."""
+    reader = ShapeNetReader(shapenet.root, "train")
+    for make in (train_dataset, eval_dataset):
+        with pytest.raises(RuntimeError, match=r"jax\.config\.parse_flags_with_absl\(\)"):
+            make(reader, batch_size=2, num_workers=1, **SHARD)
+    assert len(next(iter(train_dataset(reader, batch_size=2, **SHARD)))["image"]) == 2
 
 
 def test_bad_arguments_and_bad_files(shapenet, make_shapenet):

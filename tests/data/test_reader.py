@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from recon_jax.data import layout
+from recon_jax.data.camera import parse_metadata
 from recon_jax.data.reader import (
     DataError,
     ShapeNetReader,
     SkippedModelsWarning,
     decode_png,
-    parse_metadata,
 )
 
 from .conftest import write_png
@@ -149,6 +149,12 @@ def _damage_points_not_npy(fx, model):
     return path
 
 
+def _damage_points_text(fx, model):
+    path = layout.pointcloud_path(fx.root, *model, 2048)
+    np.savetxt(path, fx.points[model][2048])  # a text file named .npy
+    return path
+
+
 def _damage_metadata_columns(fx, model):
     path = layout.metadata_path(fx.root, *model)
     lines = open(path).read().splitlines()
@@ -189,6 +195,8 @@ FILE_DAMAGE = {
     "points dtype": (_damage_points_dtype, "expected a float32 point array, got dtype int32"),
     "points nan": (_damage_points_nan, "expected finite coordinates, got 2 point"),
     "points not npy": (_damage_points_not_npy, "not a readable .npy"),
+    "points text file": (_damage_points_text, "not a readable .npy array: the file does not "
+                         r"start with the NPY header; expected a float32 \[2048, 3\]"),
     "metadata columns": (_damage_metadata_columns, "line 5: expected 5 numbers"),
     "metadata text": (_damage_metadata_text, "line 3: expected 5 numbers"),
     "metadata count": (_damage_metadata_count, "expected 24 lines"),
@@ -207,6 +215,7 @@ def test_bad_file_raises_naming_it(make_shapenet, kind):
         reader.validate()
     assert isinstance(info.value, ValueError)
     assert info.value.path == path and str(info.value).startswith(path)
+    assert "pickle" not in str(info.value)  # np.load's words for a file that is not .npy
     # the loader for that file raises the same error when read directly
     i = reader.models.index(model)
     with pytest.raises(DataError, match=message):
@@ -314,6 +323,37 @@ def test_clean_data_never_warns(shapenet):
         warnings.simplefilter("error")
         reader = ShapeNetReader(shapenet.root, "train", on_error="skip", validate=True)
     assert reader.models == shapenet.splits["train"] and reader.skipped == []
+
+
+def test_metadata_rules_are_the_camera_rules(make_shapenet):
+    """One parser: a line no camera can have (in-plane rotation, elevation, distance ratio) is
+    a bad metadata file for the reader too."""
+    fx = make_shapenet()
+    model = fx.splits["train"][0]
+    path = layout.metadata_path(fx.root, *model)
+    lines = open(path).read().splitlines()
+    reader = ShapeNetReader(fx.root, "train")
+    for line, message in (("10 25 90 0.8 25", "line 4: the in-plane rotation"),
+                          ("10 95 0 0.8 25", "line 4: elevation must lie in"),
+                          ("10 25 0 -0.8 25", r"line 4: distance ratio \(4th field\)")):
+        open(path, "w").write("\n".join(lines[:3] + [line] + lines[4:]) + "\n")
+        with pytest.raises(DataError, match=message) as info:
+            reader.load_metadata(0)
+        assert info.value.path == path
+
+
+def test_decompression_bomb_is_a_data_error_naming_the_file(make_shapenet, monkeypatch):
+    fx = make_shapenet()
+    model = fx.splits["train"][0]
+    path = layout.view_path(fx.root, *model, 3)
+    reader = ShapeNetReader(fx.root, "train")
+    # 137 * 137 = 18769 pixels: over twice the limit, Pillow raises DecompressionBombError
+    monkeypatch.setattr("PIL.Image.MAX_IMAGE_PIXELS", 9000)
+    with pytest.raises(DataError, match="decompression bomb") as info:
+        reader.load_view(0, 3)
+    assert info.value.path == path and str(info.value).startswith(path)
+    with pytest.raises(DataError, match="decompression bomb"):
+        reader.validate()
 
 
 def test_decode_png_and_parse_metadata_directly(shapenet):

@@ -1,4 +1,4 @@
-"""The synthetic generator: layout and formats (SPEC section 5), determinism, surface point clouds,
+"""The synthetic generator: layout and formats, determinism, surface point clouds,
 and cameras checked against the renders with an independent (Mesh R-CNN) projection."""
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from recon_jax.cli import main
 from recon_jax.data import layout
 from recon_jax.data.camera import Camera, format_metadata_line
 from recon_jax.data.primitives import part_area, sample_part_surface
+from recon_jax.data.reader import ShapeNetReader
 from recon_jax.data.render import render
 from recon_jax.data.shapes import make_object
-from recon_jax.data.synthetic import generate_dataset, make_model, model_id, split_models
+from recon_jax.data.synthetic import generate_dataset, generate_model, model_id, split_models
+from recon_jax.errors import UserError
 from tests.data.test_camera import meshrcnn_pixels
 from tests.data.test_primitives import implicit_inside, surface_residual
 
@@ -187,7 +189,7 @@ def visible_area_shares(shape, rng, n=3000) -> np.ndarray:
 
 @pytest.mark.parametrize("synset", SYNSETS)
 def test_point_clouds_on_outer_surface_covering_parts(synset, rng):
-    shape, _, clouds = make_model(5, synset, 0, views=1)
+    shape, _, clouds = generate_model(5, synset, 0, views=1)
     assert {n: c.shape for n, c in clouds.items()} == {2048: (2048, 3), 1024: (1024, 3)}
     assert not np.array_equal(clouds[2048][:1024], clouds[1024])  # independent samples
     points = np.concatenate([clouds[2048], clouds[1024]]).astype(np.float64)
@@ -216,7 +218,7 @@ def test_cameras_are_right(category):
     (alpha > 0) in every view, and the projected points cover the silhouette (so it is not just
     a large blob). Negative controls: the mirror image of the projection, or a camera a quarter
     turn off, miss the silhouette (except on the nearly rotationally symmetric lamps)."""
-    shape, cameras, clouds = make_model(0, layout.NAME_TO_SYNSET[category], 1)
+    shape, cameras, clouds = generate_model(0, layout.NAME_TO_SYNSET[category], 1)
     points = np.concatenate([clouds[2048], clouds[1024]]).astype(np.float64)
     size = layout.RENDER_SIZE
     fractions, mirrored, turned = [], [], []
@@ -277,9 +279,7 @@ def test_cli_and_errors(tmp_path, capsys):
         "--out",
         out,
         "--models-per-category",
-        "1",
-        "--views",
-        "1",
+        "2",
         "--categories",
         "chair",
         "--workers",
@@ -288,14 +288,28 @@ def test_cli_and_errors(tmp_path, capsys):
         "--quiet",
     ]
     assert main(argv) == 0
-    assert "wrote 1 models" in capsys.readouterr().out
+    assert "wrote 2 models (1 categories, 24 views each" in capsys.readouterr().out
     assert os.path.isfile(layout.view_path(out, "03001627", model_id(0, "03001627", 0), 0))
+    for split in layout.SPLITS:  # as training reads them: 24 views per model, both splits
+        reader = ShapeNetReader(out, split)
+        assert reader.num_views == layout.NUM_VIEWS and len(reader) == 1
+        assert not reader.validate()
     assert main(argv) == 2
-    assert "already holds a dataset" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert "already holds a dataset" in err and err.count("\n") == 1
+    # fewer (or more) views than training reads, or no test model: refused in one line,
+    # nothing written
+    first = sorted(model_id(0, "03001627", i) for i in range(2))
+    for extra, message in ((["--views", "2"], "--views 2: training"),
+                           (["--models-per-category", "1"], "--models-per-category 1: at least 2")):
+        assert main(argv + ["--overwrite"] + extra) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"recon-jax make-data: error: {message}") and err.count("\n") == 1
+        assert sorted(os.listdir(os.path.join(out, layout.RENDER_DIR, "03001627"))) == first
     assert main(argv + ["--overwrite", "--seed", "1"]) == 0
-    assert os.listdir(os.path.join(out, layout.RENDER_DIR, "03001627")) == [
-        model_id(1, "03001627", 0)
-    ]
+    assert sorted(os.listdir(os.path.join(out, layout.RENDER_DIR, "03001627"))) == sorted(
+        model_id(1, "03001627", i) for i in range(2)
+    )
     for kwargs, match in (
         (dict(views=0), "views"),
         (dict(views=101), "views"),
@@ -303,7 +317,8 @@ def test_cli_and_errors(tmp_path, capsys):
         (dict(seed=-1), "seed"),
         (dict(workers=0), "workers"),
         (dict(categories=["sofa", "bicycle"]), "bicycle"),
-        (dict(categories="chair"), "sequence"),
+        (dict(categories=[]), "at least one category"),
+        (dict(categories="bicycle"), "unknown category 'bicycle'"),
     ):
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(UserError, match=match):
             generate_dataset(str(tmp_path / "bad"), progress=False, **kwargs)

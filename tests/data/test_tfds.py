@@ -156,7 +156,7 @@ def test_prepared_size_is_about_the_source_size(shapenet, shapenet_tfds):
     # On disk, array_record (riegeli) adds padding in 64 KiB blocks, a few per file; it
     # vanishes on real sizes (130 synthetic models: 0.98x the source, see the report).
     files = [f for f in os.listdir(builder.data_dir) if ".array_record-" in f]
-    prepared = tfds_builder.directory_size(builder.data_dir)
+    _, prepared = tfds_builder.directory_usage(builder.data_dir)
     assert prepared <= payload + len(files) * 3 * 65536 + 16384, (prepared, payload)
 
 
@@ -202,3 +202,37 @@ def test_errors(shapenet, tmp_path):
         tfds_builder.load_source(str(tmp_path), "validation")
     with pytest.raises(ValueError, match="on_error must be"):
         tfds_builder.ShapenetR2n2(data_dir=str(tmp_path), on_error="ignore")
+
+
+def test_cli_skip_a_missing_model_exits_0_with_a_warning(make_shapenet, tmp_path, capsys):
+    """``prepare-tfds --on-error skip``: a split naming a model not on disk is left out with a
+    one-line warning, sizes are reported, exit status 0; ``--on-error raise``: a one-line
+    error, exit status 2. Run twice (the second reuses the prepared copy): the same report."""
+    from recon_jax.cli import main
+
+    fx = make_shapenet()
+    split_file = layout.split_path(fx.root, "train")
+    table = json.load(open(split_file))
+    table["03001627"].append("03001627/deadbeef")
+    json.dump(table, open(split_file, "w"))
+    argv = ["prepare-tfds", "--root", fx.root, "--data-dir", str(tmp_path / "tfds"),
+            "--on-error", "skip"]
+    for _ in range(2):
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        assert f"train: {len(fx.splits['train'])} models" in out
+        assert f"test: {len(fx.splits['test'])} models" in out
+        assert "prepared " in out and "source " in out
+        messages = [line for line in err.splitlines() if line.startswith("recon-jax")]
+        assert "Traceback" not in err and len(messages) == 1, err  # besides TFDS's progress
+        assert messages[0].startswith("recon-jax prepare-tfds: warning: split 'train': skipped 1 "
+                                      "bad model(s) (03001627/deadbeef)")
+    source = tfds_builder.load_source(str(tmp_path / "tfds"), "train")
+    assert len(source) == len(fx.splits["train"])
+    argv = ["prepare-tfds", "--root", fx.root, "--data-dir", str(tmp_path / "strict")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    messages = [line for line in err.splitlines() if line.startswith("recon-jax")]
+    assert "Traceback" not in err and len(messages) == 1, err
+    assert messages[0].startswith("recon-jax prepare-tfds: error: ")
+    assert "03001627/deadbeef" in messages[0] and "not on disk" in messages[0]

@@ -478,7 +478,7 @@ def test_memory_stays_bounded_forward_and_backward():
         (dict(y_lengths=np.array([-1, 2])), r"y_lengths values must lie in \[0, 5\].*min -1"),
         (dict(x_lengths=np.array([1, 2, 3])), r"x_lengths must have shape \[B\] = \(2,\)"),
         (dict(y_lengths=np.array([1.0, 2.0])), r"y_lengths must be an integer array"),
-        (dict(point_reduction="max"), r"point_reduction must be one of .* got 'max'"),
+        (dict(point_reduction="median"), r"point_reduction must be one of .* got 'median'"),
         (dict(batch_reduction="median"), r"batch_reduction must be one of .* got 'median'"),
         (dict(point_reduction=None), r"batch_reduction must be None when point_reduction"),
         (dict(tile_size=0), r"tile_size must be a positive int .* got 0"),

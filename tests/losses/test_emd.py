@@ -9,8 +9,6 @@ the same surface (the hardest case: small EMD), a noisy copy, a different shape.
 
 from __future__ import annotations
 
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,10 +17,8 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
+from recon_jax.losses import SinkhornSchedule, _costs, sinkhorn
 from recon_jax.losses.emd import emd, exact_emd
-
-# The package re-exports the function ``emd``, which shadows the module of the same name.
-emd_module = importlib.import_module("recon_jax.losses.emd")
 
 # ---------------------------------------------------------------------------------------------
 # Clouds and references
@@ -310,15 +306,12 @@ def test_emd_gradient_is_the_fixed_plan_derivative(surface_batch, cost):
     x, y = x[3], y[3]  # sphere, noisy copy
     n = x.shape[0]
     # The plan the solver finds (white box: the same internal solve that emd runs).
-    cost_matrix = emd_module._cost_matrix(jnp.asarray(x), jnp.asarray(y), cost)
+    cost_matrix = _costs.cost_matrix(jnp.asarray(x), jnp.asarray(y), cost)
     a = jnp.full((n,), 1.0 / n)
     valid = jnp.ones((n, n), bool)
-    coarse, fine = emd_module.DEFAULT_SCHEDULES[cost]
-    solve = jax.jit(
-        lambda c: emd_module._solve_pair(
-            c, a, a, valid, coarse, fine, emd_module.DEFAULT_RELAXATION[cost]
-        )
-    )
+    schedule = sinkhorn.default_schedule(cost)
+    bound = sinkhorn.axis_lower_bound(jnp.asarray(x), jnp.asarray(y), a, a, cost)
+    solve = jax.jit(lambda c: sinkhorn.solve(c, a, a, valid, schedule, lower_bound=bound))
     f, g, eps, _ = solve(cost_matrix)
     f, g, eps = (np.asarray(v, np.float64) for v in (f, g, eps))
     c64 = cdist(x.astype(np.float64), y.astype(np.float64))
@@ -412,14 +405,8 @@ def test_emd_diagnostics(surface_batch):
 def test_emd_custom_schedule_and_plain_sinkhorn(surface_batch):
     x, y, exact = surface_batch
     x, y, exact = x[3:4], y[3:4], exact[3:4]  # noisy copy: converges fast
-    got = emd(
-        x,
-        y,
-        coarse_stages=[(3.0, 20), (0.3, 100)],
-        fine_stages=[],
-        relaxation=1.0,
-        batch_reduction=None,
-    )
+    schedule = SinkhornSchedule(coarse_stages=[(3.0, 20), (0.3, 100)], relaxation=1.0)
+    got = emd(x, y, schedule=schedule, batch_reduction=None)
     # Final eps = 0.3 s ~ 0.28 EMD here: a positive entropic bias of several percent (measured
     # +6.8%), which the default schedule (final eps ~ 0.001 EMD) does not have.
     rel = (float(got[0]) - exact[0]) / exact[0]
@@ -437,13 +424,7 @@ def test_emd_custom_schedule_and_plain_sinkhorn(surface_batch):
         ({"x_lengths": np.array([5])}, "x_lengths must have shape"),
         ({"y_lengths": np.array([5, 6])}, r"y_lengths values must lie in \[0, 5\]"),
         ({"x_lengths": np.array([5.0, 5.0])}, "integer"),
-        ({"coarse_stages": []}, "coarse_stages"),
-        ({"coarse_stages": [(0.0, 10)]}, "coarse_stages"),
-        ({"fine_stages": [(0.1, 0)]}, "fine_stages"),
-        ({"fine_stages": [(0.1, True)]}, "fine_stages"),
-        ({"fine_stages": [0.1]}, "fine_stages"),
-        ({"relaxation": 2.0}, "relaxation"),
-        ({"relaxation": 0.5}, "relaxation"),
+        ({"schedule": ((3.0, 10),)}, "schedule must be a SinkhornSchedule"),
         ({"batch_mode": "pmap"}, "batch_mode"),
         ({"batch_reduction": "max"}, "batch_reduction"),
     ],
@@ -454,3 +435,136 @@ def test_emd_bad_inputs(kwargs, match):
     x, y = args.pop("x"), args.pop("y")
     with pytest.raises(ValueError, match=match):
         emd(x, y, **args)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"coarse_stages": []}, "coarse_stages"),
+        ({"coarse_stages": [(0.0, 10)]}, "coarse_stages"),
+        ({"fine_stages": [(0.1, 0)]}, "fine_stages"),
+        ({"fine_stages": [(0.1, True)]}, "fine_stages"),
+        ({"fine_stages": [0.1]}, "fine_stages"),
+        ({"relaxation": 2.0}, "relaxation"),
+        ({"relaxation": 0.5}, "relaxation"),
+        ({"eps_floor": 0.0}, "eps_floor"),
+    ],
+)
+def test_schedule_bad_inputs(kwargs, match):
+    args = {"coarse_stages": [(3.0, 10)], **kwargs}
+    with pytest.raises(ValueError, match=match):
+        SinkhornSchedule(**args)
+
+
+# ---------------------------------------------------------------------------------------------
+# emd: repeated points (the nearest-neighbour lower bound is 0)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cost, power", [("euclidean", 1), ("sqeuclidean", 2)])
+def test_emd_same_points_other_multiplicities(cost, power):
+    # x = [a, a, b], y = [a, b, b]: every point has a coincident partner (nearest-neighbour
+    # bound 0) but one unit of mass must travel |a - b|: EMD = |a - b| / 3 (squared: |a - b|^2/3).
+    a, b = np.array([0.3, -1.2, 0.5]), np.array([1.1, 0.4, -0.2])
+    x = np.array([[a, a, b]], np.float32)
+    y = np.array([[a, b, b]], np.float32)
+    want = np.linalg.norm(a - b) ** power / 3
+    got = float(emd(x, y, cost=cost))
+    assert abs(got - want) / want < 0.01, (got, want)
+    np.testing.assert_allclose(exact_emd(x, y, cost=cost), [want], rtol=1e-5)
+
+
+@pytest.mark.parametrize("cost", ["euclidean", "sqeuclidean"])
+def test_emd_points_drawn_with_replacement_match_exact(cost):
+    # 64 points drawn with replacement from 20 (both clouds), at three scales: the two clouds
+    # share every point, only the multiplicities differ.
+    rng = np.random.default_rng(3)
+    xs, ys = [], []
+    for k in range(8):
+        base = rng.normal(size=(20, 3)) * [0.01, 1.0, 100.0][k % 3]
+        xs.append(base[rng.integers(0, 20, 64)])
+        ys.append(base[rng.integers(0, 20, 64)])
+    x, y = np.array(xs, np.float32), np.array(ys, np.float32)
+    got = np.asarray(emd(x, y, cost=cost, batch_reduction=None))
+    want = scipy_exact(x, y, cost)
+    assert np.all(got > 0), got
+    rel = np.abs(got - want) / want
+    assert rel.max() < 0.01, rel  # measured: worst 1.3e-5 (Euclidean), 2.9e-5 (squared)
+
+
+# ---------------------------------------------------------------------------------------------
+# emd: the schedule object
+# ---------------------------------------------------------------------------------------------
+
+
+def test_emd_with_the_training_schedule(surface_batch):
+    # The call the training step makes when a config gives stages (and schedule=None otherwise).
+    x, y, exact = surface_batch
+    x, y, exact = x[:2, :256], y[:2, :256], scipy_exact(x[:2, :256], y[:2, :256])
+    schedule = SinkhornSchedule(
+        coarse_stages=((3.0, 5), (1.0, 15), (0.3, 20)), fine_stages=((0.02, 10), (0.004, 10))
+    )
+    assert schedule.iterations == 60 and schedule.for_cost("euclidean").relaxation == 1.9
+    assert hash(schedule) == hash(SinkhornSchedule(
+        coarse_stages=[(3, 5), (1, 15), (0.3, 20)], fine_stages=[(0.02, 10), (0.004, 10)]
+    ))  # normalised to tuples of (float, int): a jit static argument
+
+    @jax.jit
+    def step(x, y):
+        def loss(a):
+            per_pair = emd(a, y, batch_reduction=None, schedule=schedule)
+            return jnp.sum(per_pair), per_pair
+
+        return jax.value_and_grad(loss, has_aux=True)(x)
+
+    (value, per_pair), grad = step(x, y)
+    per_pair = np.asarray(per_pair)
+    assert np.all(np.abs(per_pair - exact) / exact < 0.02), per_pair / exact - 1  # 0.05%, 0.16%
+    np.testing.assert_allclose(float(value), per_pair.sum(), rtol=1e-5)
+    assert np.all(np.isfinite(np.asarray(grad))) and np.abs(np.asarray(grad)).sum() > 0
+    default = emd(x, y, batch_reduction=None, schedule=None)
+    np.testing.assert_array_equal(
+        default, emd(x, y, batch_reduction=None, schedule=sinkhorn.default_schedule("euclidean"))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# exact_emd: solvers
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cost", ["euclidean", "sqeuclidean"])
+def test_exact_emd_solvers_agree_with_scipy(rng, cost):
+    x = rng.normal(size=(3, 40, 3)).astype(np.float32)
+    y = (rng.normal(size=(3, 40, 3)) + 0.3).astype(np.float32)
+    y[2, :10] = y[2, 10:20]  # duplicated points: ties
+    want = scipy_exact(x, y, cost)
+    for solver in ("scipy", "jax", "auto"):
+        got = np.asarray(jax.jit(lambda a, b, s=solver: exact_emd(a, b, cost=cost, solver=s))(x, y))
+        np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=solver)
+    with pytest.raises(ValueError, match="solver"):
+        exact_emd(x, y, solver="hungarian")
+
+
+def test_exact_emd_jax_falls_back_to_scipy_with_a_warning_when_the_auction_bound_is_hit(
+        monkeypatch):
+    import functools
+    import sys
+    import warnings
+
+    emd_module = sys.modules["recon_jax.losses.emd"]  # the attribute `emd` is the function
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 32, 3)).astype(np.float32)
+    y = rng.normal(size=(2, 32, 3)).astype(np.float32)
+    reference = np.asarray(emd_module.exact_emd(x, y, solver="scipy"))
+    monkeypatch.setattr(emd_module, "auction_assignment_cost",
+                        functools.partial(emd_module.auction_assignment_cost, max_iterations=1))
+    with pytest.warns(UserWarning, match=r"2 pair\(s\) hit the auction's iteration bound"):
+        fallback = np.asarray(emd_module.exact_emd(x, y, solver="jax"))
+    np.testing.assert_allclose(fallback, reference, rtol=1e-6)
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the full bound: no fallback, the same optimum
+        np.testing.assert_allclose(np.asarray(emd_module.exact_emd(x, y, solver="jax")),
+                                   reference, rtol=1e-5)

@@ -1,26 +1,38 @@
 """Latent head, decoder and the whole reconstructor: NumPy references, sampling statistics,
-parameter counts, determinism, and a few Adam steps that lower the Chamfer loss."""
+parameter counts, the model built from a config, resizing inside the model, bfloat16 compute,
+determinism, and a few Adam steps that lower the Chamfer loss."""
 
 from __future__ import annotations
 
 import functools
+import json
+import os
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from PIL import Image
 
+from recon_jax.configs import load_config_file
+from recon_jax.errors import UserError
 from recon_jax.losses.chamfer import chamfer_distance
+from recon_jax.measure import param_count
 from recon_jax.models import (
     LATENT_RNG,
     LatentHead,
     PointDecoder,
+    Reconstructor,
     ReconstructorOutput,
+    build_model,
     init_variables,
-    make_model,
+    resize_images,
 )
-from recon_jax.models.flops import compile_train_step, default_optimizer, param_count
-from tests.models.conftest import key
+from tests.models.conftest import key, load_experiment
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _leaky(x: np.ndarray, slope: float) -> np.ndarray:
@@ -143,37 +155,155 @@ def test_init_is_deterministic_for_a_fixed_key(efficient_model, rng):
     assert not np.allclose(np.asarray(predict(init(key(1)))), np.asarray(predict(variables)))
 
 
-def test_make_model_rejects_bad_arguments():
-    with pytest.raises(ValueError, match=r"encoder must be one of .*'vgg'"):
-        make_model("vgg")
-    with pytest.raises(ValueError, match="num_points must be a positive integer, got 0"):
-        make_model("efficient", num_points=0)
-    with pytest.raises(ValueError, match="latent_dim must be a positive integer"):
-        make_model("resnet18", latent_dim=-3)
-
-
-def test_reconstructor_rejects_bad_images(efficient_model):
-    model, variables, _ = efficient_model
-    with pytest.raises(ValueError, match=r"3 \(RGB\) channels"):
-        model.apply(variables, jnp.zeros((1, 32, 32, 4)))
-    with pytest.raises(ValueError, match="at least 16x16"):
-        model.apply(variables, jnp.zeros((1, 8, 32, 3)))
+def test_build_model_from_the_config_and_from_json():
+    """Every field of the default config's model section reaches the model; the same section
+    read back from JSON (tuples as lists) builds the same model."""
+    section = load_config_file(os.path.join(REPO, "experiments/configs/default.py")).model
+    model = build_model(section)
+    assert isinstance(model, Reconstructor)
+    for field in ("encoder", "image_size", "feature_dim", "latent_dim", "negative_slope",
+                  "num_points"):
+        assert getattr(model, field) == section[field], field
+    assert tuple(model.decoder_hidden) == tuple(section.decoder_hidden)
+    assert model.dtype == jnp.float32 and model.extractor_fields == ()
+    assert build_model(json.loads(json.dumps(section.to_dict()))) == model
+    assert build_model({}) == Reconstructor()  # missing fields: the paper's defaults
+    custom = build_model({"encoder": "efficient", "image_size": 24, "feature_dim": 10,
+                          "latent_dim": 6, "decoder_hidden": [7], "num_points": 5,
+                          "negative_slope": 0.2, "dtype": "bfloat16",
+                          "extractor": {"stem_features": 4, "stage_features": [8, 16]}})
+    assert custom.dtype == jnp.bfloat16 and custom.decoder_hidden == (7,)
+    assert custom.extractor_fields == (("stage_features", (8, 16)), ("stem_features", 4))
+    shapes = jax.eval_shape(lambda k: init_variables(custom, k), key(0))["params"]
+    assert shapes["extractor"]["stem"]["conv"]["kernel"].shape == (3, 3, 3, 4)
+    assert shapes["extractor"]["fuse"]["conv"]["kernel"].shape == (3, 3, 16 + 4, 16)
+    assert shapes["extractor"]["fc"]["kernel"].shape == (16, 10)
+    assert shapes["latent"]["mu"]["kernel"].shape == (10, 6)
+    assert shapes["decoder"]["hidden0"]["kernel"].shape == (6, 7)
+    assert shapes["decoder"]["out"]["kernel"].shape == (7, 15)
+    assert "hidden1" not in shapes["decoder"]
+    assert jax.tree.leaves(shapes)[0].dtype == jnp.float32  # parameters stay float32
 
 
 @pytest.mark.parametrize(
-    "encoder", ["efficient", pytest.param("resnet18", marks=pytest.mark.slow)]
+    "fields, match",
+    [({"encoders": "efficient"}, r"model\.encoders does not exist"),
+     ({"encoder": "vgg"}, r"model\.encoder must be one of .*'vgg'"),
+     ({"extractor": {"widths": 3}}, r"model\.extractor\.widths is not a field of the "
+                                     r"'efficient' extractor; expected one of"),
+     ({"encoder": "resnet18", "extractor": {"stem_features": 8}},
+      r"model\.extractor\.stem_features is not a field of the 'resnet18'"),
+     ({"extractor": {"stage_depth": 0}}, r"model\.extractor\.stage_depth must be an integer >= 1"),
+     ({"extractor": {"stage_features": []}},
+      r"model\.extractor\.stage_features must be a non-empty list"),
+     ({"extractor": 3}, r"model\.extractor: expected a mapping"),
+     ({"image_size": 4}, r"model\.image_size must be an integer >= 8, got 4"),
+     ({"encoder": "resnet34", "image_size": 16}, r"model\.image_size must be an integer >= 32"),
+     ({"image_size": "64"}, r"model\.image_size must be an integer"),
+     ({"feature_dim": 0}, r"model\.feature_dim must be an integer >= 1, got 0"),
+     ({"latent_dim": -3}, r"model\.latent_dim must be an integer >= 1, got -3"),
+     ({"decoder_hidden": [512, 0]}, r"model\.decoder_hidden must be a list of integers >= 1"),
+     ({"decoder_hidden": 512}, r"model\.decoder_hidden must be a list"),
+     ({"negative_slope": "0.2"}, r"model\.negative_slope must be a finite number"),
+     ({"negative_slope": float("nan")}, r"model\.negative_slope must be a finite number"),
+     ({"num_points": 0}, r"model\.num_points must be an integer >= 1, got 0"),
+     ({"num_points": True}, r"model\.num_points must be an integer"),
+     ({"dtype": "float16"}, r"model\.dtype must be one of \('float32', 'bfloat16'\)")],
+)
+def test_build_model_names_the_bad_field(fields, match):
+    with pytest.raises(UserError, match=match):
+        build_model(fields)
+
+
+def test_reconstructor_rejects_bad_images_and_fields(efficient_model):
+    model, variables, _ = efficient_model
+    with pytest.raises(ValueError, match=r"3 \(RGB\) channels"):
+        model.apply(variables, jnp.zeros((1, 32, 32, 4)))
+    with pytest.raises(ValueError, match="floating point"):
+        model.apply(variables, jnp.zeros((1, 32, 32, 3), jnp.int32))
+    with pytest.raises(ValueError, match="at least one image"):
+        model.apply(variables, jnp.zeros((0, 32, 32, 3)))
+    # A model made directly (not from a config) checks its fields too.
+    with pytest.raises(ValueError, match="image_size must be an integer >= 16, got 8"):
+        Reconstructor("efficient_small", image_size=8).init(key(0), jnp.zeros((1, 8, 8, 3)))
+
+
+def test_resize_is_antialiased_bilinear(rng):
+    """resize_images equals PIL's bilinear resize (antialiased: its filter widens with the
+    downscale factor) channel by channel, and returns its input when the size is already
+    right."""
+    images = rng.uniform(0, 1, size=(2, 128, 128, 3)).astype(np.float32)
+    assert resize_images(images, 128) is images
+    for size in (64, 32, 100):
+        got = np.asarray(resize_images(jnp.asarray(images), size))
+        assert got.shape == (2, size, size, 3)
+        for b in range(2):
+            for c in range(3):
+                want = Image.fromarray(images[b, :, :, c], mode="F").resize(
+                    (size, size), Image.BILINEAR)
+                np.testing.assert_allclose(got[b, :, :, c], np.asarray(want), atol=2e-5)
+
+
+def test_the_model_resizes_its_input(efficient_model, rng):
+    model, variables, _ = efficient_model  # image_size 32
+    images = jnp.asarray(rng.uniform(0, 1, size=(2, 128, 128, 3)), jnp.float32)
+    seen = []
+
+    def record(next_fun, args, kwargs, context):
+        if context.module.name == "extractor" and context.method_name == "__call__":
+            seen.append(args[0].shape)
+        return next_fun(*args, **kwargs)
+
+    forward = jax.jit(lambda x: model.apply(variables, x).points)
+    with nn.intercept_methods(record):
+        full = forward(images)
+        small = forward(jax.image.resize(images, (2, 32, 32, 3), method="linear",
+                                         antialias=True))
+        jax.eval_shape(lambda k: init_variables(model, k, batch_size=3), key(0))
+    assert seen == [(2, 32, 32, 3), (2, 32, 32, 3), (3, 32, 32, 3)]
+    np.testing.assert_allclose(np.asarray(full), np.asarray(small), rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_forward_is_finite_and_close_to_float32(rng):
+    """Compute in bfloat16 (parameters and outputs float32): the paper network's points are
+    finite and within 2% (evaluation) and 5% (training, batch statistics) of the float32 ones,
+    as relative L2 error, with the same variables."""
+    images = jnp.asarray(rng.uniform(0, 1, size=(4, 48, 48, 3)), jnp.float32)
+    fields = {"encoder": "efficient", "image_size": 32, "num_points": 64}
+    model, half = build_model(fields), build_model(fields | {"dtype": "bfloat16"})
+    assert half.dtype == jnp.bfloat16
+    variables = jax.jit(lambda k: init_variables(model, k))(key(0))
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(variables))
+    for train, tol in ((False, 0.02), (True, 0.05)):
+        def forward(m, train=train):
+            out = m.apply(variables, images, train=train, deterministic=True,
+                          mutable=["batch_stats"] if train else False)
+            return out[0] if train else out
+
+        full, low = jax.jit(lambda: forward(model))(), jax.jit(lambda: forward(half))()
+        for field in ("points", "mu", "logvar", "z"):
+            value = getattr(low, field)
+            assert value.dtype == jnp.float32, field
+            assert np.all(np.isfinite(np.asarray(value))), field
+        a, b = np.asarray(full.points), np.asarray(low.points)
+        assert np.linalg.norm(a - b) / np.linalg.norm(a) < tol, train
+        assert not np.array_equal(a, b)  # bfloat16 was really used
+
+
+@pytest.mark.parametrize(
+    "encoder", ["efficient_small", "efficient", pytest.param("resnet18", marks=pytest.mark.slow)]
 )
 def test_adam_steps_on_a_fixed_batch_lower_the_chamfer_loss(
     request, rng, efficient_model, encoder
 ):
-    if encoder == "efficient":
+    if encoder == "efficient_small":
         model, variables, _ = efficient_model
         step = request.getfixturevalue("efficient_step")  # batch 4, 32x32, Adam 1e-3
     else:
-        model = make_model(encoder, num_points=64)
-        variables = jax.jit(lambda k: init_variables(model, k, image_size=32))(key(0))
-        step = compile_train_step(model, image_size=32, batch_size=4)
-    tx = default_optimizer()
+        model = build_model({"encoder": encoder, "num_points": 64, "image_size": 32})
+        variables = jax.jit(lambda k: init_variables(model, k))(key(0))
+        step = load_experiment("bench_train").compile_chamfer_step(model, batch_size=4)
+    tx = optax.adam(1e-3)
     # The step donates its state: start from copies of the variables.
     state = jax.tree.map(jnp.copy, (variables["params"], variables["batch_stats"],
                                     tx.init(variables["params"])))

@@ -1,8 +1,9 @@
 """Benchmark tables for ``docs/benchmarks.md``: machine, versions and date, one section per bench.
 
-Every benchmark (``experiments/bench_*.py``, ``recon-jax flops``) prints its table and calls
-:func:`write_section`, which replaces only its own section of the markdown file, delimited by
-``<!-- begin NAME -->`` / ``<!-- end NAME -->`` markers, so benches can be re-run independently.
+Every benchmark script (``experiments/bench_*.py``, which import this module by name: their
+directory is on ``sys.path`` when they run) prints its table and calls :func:`write_section`,
+which replaces only its own section of the markdown file, delimited by ``<!-- begin NAME -->`` /
+``<!-- end NAME -->`` markers, so benches can be re-run independently.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def machine_info() -> str:
         except importlib.metadata.PackageNotFoundError:
             continue
     devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"Measured {now} on {cpu}, {os.cpu_count()} cores{mem}; JAX backend "
         f"{jax.default_backend()} ({len(jax.devices())} x {devices}); Python "
