@@ -15,6 +15,7 @@ import inspect
 
 import jax
 import jax.numpy as jnp
+import ott
 from ott.geometry import geometry
 from ott.problems.linear import linear_problem
 from ott.solvers.linear import sinkhorn
@@ -151,8 +152,6 @@ def check_internals() -> None:
     kernel, ``SinkhornState.fu``/``.gv``/``.set``, ``Sinkhorn.max_iterations`` and that extra
     solver attributes survive ott-jax's pytree round trip.
     """
-    import ott  # the version, for the message
-
     def fail(internal: str, detail: str) -> None:
         raise OttInternalsChanged(
             f"ott-jax {ott.__version__}: internal `{internal}` changed ({detail}); "
