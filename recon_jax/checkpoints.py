@@ -36,6 +36,7 @@ from recon_jax.state import (
     create_optimizer,
     create_train_state,
     is_finite,
+    variables_of,
 )
 
 __all__ = [
@@ -169,7 +170,7 @@ def load_variables(
     tx = create_optimizer(config)
     if which == "init":
         state = create_train_state(config, model, tx)
-        return config, model, {"params": state.params, "batch_stats": state.batch_stats}, 0
+        return config, model, variables_of(state), 0
     abstract = jax.eval_shape(lambda: create_train_state(config, model, tx))
     directory = rundir.path(workdir, rundir.CHECKPOINTS)
     if not os.path.isdir(directory):
@@ -187,4 +188,4 @@ def load_variables(
         state, _ = restore_checkpoint(manager, abstract, step)
     finally:
         manager.close()
-    return config, model, {"params": state.params, "batch_stats": state.batch_stats}, step
+    return config, model, variables_of(state), step

@@ -49,7 +49,7 @@ from recon_jax.state import (
 )
 
 __all__ = [
-    "DATA_AXIS", "RESUME_SECTIONS", "loss_terms", "make_mesh", "make_train_step",
+    "DATA_AXIS", "RESUME_SECTIONS", "emd_schedule", "loss_terms", "make_mesh", "make_train_step",
     "shard_batch", "validate_config", "write_step_report", "train_and_evaluate",
 ]
 
