@@ -392,7 +392,7 @@ def eval_section(sizes: Sizes, budget: Budget, failures: list[str]) -> str:
     add("prepare", "scaling + subsample (host, feeds the device path)", sizes.device_views,
         budget.measure("prepare", lambda: jax.block_until_ready(prepare()), 1))
     p_dev, g_dev = prepare()
-    icp = jax.jit(lambda g, p: protocol.icp_batch_jax(
+    icp = jax.jit(lambda g, p: evaluate.icp_batch_jax(
         g, p, tolerance=proto.icp_tolerance, max_iterations=proto.icp_max_iterations))
     add("icp", f"ICP on the device (`icp_batch_jax`, batch {sizes.device_views})",
         sizes.device_views,
@@ -401,7 +401,7 @@ def eval_section(sizes: Sizes, budget: Budget, failures: list[str]) -> str:
 
     @jax.jit
     def score_device(pred: jax.Array, gt: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        rotation, translation, iterations = protocol.icp_batch_jax(
+        rotation, translation, iterations = evaluate.icp_batch_jax(
             gt, pred, tolerance=proto.icp_tolerance, max_iterations=proto.icp_max_iterations)
         aligned = jnp.einsum("bnk,bkj->bnj", pred, rotation) - translation[:, None, :]
         cd = chamfer_distance(aligned, gt, squared=False, batch_reduction=None)
@@ -443,7 +443,7 @@ def eval_section(sizes: Sizes, budget: Budget, failures: list[str]) -> str:
         f"rotated N(0, 5 deg), scaled, shifted, noisy; ground truth {sizes.gt_points} points); "
         f"protocol {proto.name} with ICP (tolerance {proto.icp_tolerance:g}, at most "
         f"{proto.icp_max_iterations} iterations). The device path is this script's composition "
-        "of `protocol.icp_batch_jax`, `chamfer_distance(squared=False)` and "
+        "of `evaluate.icp_batch_jax`, `chamfer_distance(squared=False)` and "
         "`exact_emd(solver=\"jax\")` after the host's scaling and subsample.",
         table, *lines])
 

@@ -336,7 +336,7 @@ def eval_costs(config: Any, views: int, points: int = 1024) -> dict[str, Cost]:
     clouds = _sds((views, points, 3))
     return {
         "predict": _scale(_cost(predict, variables, images, tensor=True), 1 / views),
-        "icp_iteration": _scale(_cost(protocol.icp_batch_jax, clouds, clouds), 1 / views),
+        "icp_iteration": _scale(_cost(evaluate.icp_batch_jax, clouds, clouds), 1 / views),
         "chamfer": chamfer_cost(_chamfer_metric, points, points)[0],
     }
 

@@ -8,20 +8,18 @@ CD = mean_g min_p ||g - p|| + mean_p min_g ||p - g|| (unsquared, the two means a
 EMD = mean_i ||p_i - g_phi(i)|| over the exact optimal bijection phi (SciPy's Hungarian solver;
 3D-LMNet's auction is approximate, so this EMD is never above theirs). Both x100 (:data:`SCALE`).
 A prediction with any NaN/Inf (or no point) is a failed view: CD and EMD are NaN
-(:func:`failed_views`). Per-view functions are NumPy/SciPy in float64 (for a process pool);
-:func:`icp_batch_jax` is the same ICP batched in JAX. Design notes: docs/design.md.
+(:func:`failed_views`). NumPy/SciPy in float64, one view at a time, and no JAX: a light module for
+the scoring processes (the batched JAX version is in :mod:`recon_jax.evaluate`). Design notes:
+docs/design.md.
 Reference: Mandikal et al., "3D-LMNet", BMVC 2018, github.com/val-iisc/3d-lmnet at 8ad7461.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
@@ -33,7 +31,6 @@ __all__ = [
     "SCALE", "SeedLike", "Protocol", "PROTOCOLS", "DEFAULT_PROTOCOL", "get_protocol", "IcpResult",
     "normalize_bbox", "subsample", "kabsch", "icp", "align_prediction", "prepare_view",
     "chamfer", "exact_emd", "is_failed", "failed_views", "score_view", "score_views",
-    "icp_batch_jax",
 ]
 
 #: Tables report CD and EMD multiplied by this factor.
@@ -325,58 +322,3 @@ def _check_cloud(name: str, points: np.ndarray) -> np.ndarray:
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"{name} must have shape [N, 3], got {points.shape}")
     return points
-
-
-# ---- The same ICP batched in JAX (brute-force nearest neighbours, for an accelerator) ---------
-
-
-def _kabsch_jax(source: jax.Array, target: jax.Array) -> tuple[jax.Array, jax.Array]:
-    mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
-    u, _, vt = jnp.linalg.svd((source - mu_s).T @ (target - mu_t))
-    flip = jnp.where(jnp.linalg.det(vt.T @ u.T) < 0, -1.0, 1.0).astype(vt.dtype)
-    vt = vt.at[2].multiply(flip)
-    rotation = vt.T @ u.T
-    return rotation, mu_t - rotation @ mu_s
-
-
-def _icp_one_jax(source: jax.Array, target: jax.Array, tolerance: float, max_iterations: int):
-    target_sq = jnp.sum(target * target, axis=-1)
-
-    def nearest(points):
-        scores = target_sq[None, :] - 2.0 * points @ target.T  # + |p|^2, the same for all
-        idx = jnp.argmin(scores, axis=-1).astype(jnp.int32)
-        return jnp.linalg.norm(points - target[idx], axis=-1), idx
-
-    def cond(carry):
-        _, _, it, _, done = carry
-        return (it < max_iterations) & ~done
-
-    def body(carry):
-        moved, previous, it, prev_idx, _ = carry
-        dist, idx = nearest(moved)
-        rotation, translation = _kabsch_jax(moved, target[idx])
-        error = dist.mean()
-        # 3D-LMNet's test, or: the matches did not change, so this move is the identity up to
-        # rounding and the next test would pass (a float32 run never reaches 1e-10).
-        done = (jnp.abs(previous - error) < tolerance) | jnp.all(idx == prev_idx)
-        return moved @ rotation.T + translation, error, it + 1, idx, done
-
-    init = (source, jnp.zeros((), source.dtype), jnp.int32(0),
-            jnp.full((source.shape[0],), -1, jnp.int32), jnp.bool_(False))
-    moved, _, iterations, _, _ = jax.lax.while_loop(cond, body, init)
-    rotation, translation = _kabsch_jax(source, moved)
-    return rotation, translation, iterations
-
-
-@functools.partial(jax.jit, static_argnames=("tolerance", "max_iterations"))
-def icp_batch_jax(
-    source: jax.Array, target: jax.Array, *, tolerance: float = 1e-10, max_iterations: int = 1000,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """:func:`icp` for a batch, on the device: ``source`` ``[B, N, 3]``, ``target`` ``[B, M, 3]``
-    -> ``(rotation [B, 3, 3], translation [B, 3], iterations [B])``.
-
-    Nearest neighbours by brute force (``[N, M]`` scores per view). Also stops when the matches
-    repeat the previous iteration's (the float64 result equals :func:`icp`'s; in float32 the
-    1e-10 tolerance is below rounding). Finite inputs only.
-    """
-    return jax.vmap(lambda s, t: _icp_one_jax(s, t, tolerance, max_iterations))(source, target)

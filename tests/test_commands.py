@@ -257,6 +257,5 @@ def test_train_prints_resume_and_nothing_to_do(trained, capsys):
     workdir, _ = trained
     code, out, _ = _cli(capsys, "train", "--config", TINY, "--workdir", workdir,
                         "--config.optim.num_steps=12", "--config.eval.every=6",
-                        "--config.optim.learning_rate=3e-3",
                         f"--config.data.synthetic_dir={checkpoints.load_config(workdir).data.synthetic_dir}")
     assert code == 0 and "nothing to do: run complete at step 12 of 12" in out

@@ -23,6 +23,10 @@ def get_config():
     config.model.num_points = 128
     config.optim.num_steps = 8
     config.optim.warmup_steps = 1
+    # A constant learning rate: the compiled step does not depend on num_steps, so the test
+    # suite's many short tiny runs share one compilation (JAX's persistent cache).
+    config.optim.learning_rate = 3e-3
+    config.optim.schedule = "constant"
     config.eval.every = 4
     config.eval.views = 1
     config.run.log_every = 2

@@ -1,4 +1,4 @@
-"""``recon-jax eval --workdir RUN [--protocol 3d-lmnet|3d-reconstnet] [--no-icp] ...``."""
+"""``recon-jax eval --workdir RUN [--protocol NAME] [--no-icp] [--scoring host|device] ...``."""
 
 from __future__ import annotations
 
@@ -23,17 +23,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--views", type=int, default=None,
                         help="score only the first N views of each model (default: all 24)")
+    parser.add_argument("--scoring", default="auto", choices=evaluate.SCORING,
+                        help="where ICP, CD and EMD run: host (process pool, float64), device "
+                             "(JAX, float32) or auto (the device on an accelerator; default)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes scoring views (default: every CPU core)")
+                        help="host scoring: processes scoring views (default: every CPU core)")
 
 
 def run(args: argparse.Namespace) -> int:
     results, stem = evaluate.evaluate_workdir(
         args.workdir, split=args.split, protocol_name=args.protocol, icp=args.icp,
         which=args.checkpoint, batch_size=args.batch_size, views=args.views,
-        workers=args.workers)
+        scoring=args.scoring, workers=args.workers)
     with open(stem + ".md") as f:
         print(f.read())
     print(f"wrote {stem}.json and {stem}.md ({results['views']} views scored, "
-          f"{results['failed_views']} failed, {results['seconds']:.0f} s)")
+          f"{results['failed_views']} failed, {results['seconds']:.0f} s, scored on the "
+          f"{results['scoring']})")
     return 0
