@@ -399,31 +399,31 @@ def eval_section(sizes: Sizes, budget: Budget, failures: list[str]) -> str:
         budget.measure("device ICP", lambda: jax.block_until_ready(icp(g_dev, p_dev)),
                        sizes.repeats))
 
-    @jax.jit
-    def score_device(pred: jax.Array, gt: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        rotation, translation, iterations = evaluate.icp_batch_jax(
-            gt, pred, tolerance=proto.icp_tolerance, max_iterations=proto.icp_max_iterations)
-        aligned = jnp.einsum("bnk,bkj->bnj", pred, rotation) - translation[:, None, :]
-        cd = chamfer_distance(aligned, gt, squared=False, batch_reduction=None)
-        em = exact_emd(aligned, gt, solver="jax")
-        return protocol.SCALE * cd, protocol.SCALE * em, iterations
+    n_dev = sizes.device_views
+    device: dict[str, np.ndarray] = {}
 
-    add("device", f"protocol on the device (ICP + CD + exact EMD, batch {sizes.device_views})",
-        sizes.device_views,
-        budget.measure("device protocol",
-                       lambda: jax.block_until_ready(score_device(p_dev, g_dev)), sizes.repeats))
+    def score_device() -> None:  # what `recon-jax eval --scoring device` runs on each batch
+        device["cd"], device["emd"] = evaluate.score_views_device(
+            preds[:n_dev], gts[:n_dev], protocol_name=proto, seeds=seeds[:n_dev],
+            batch_size=n_dev)
+
+    add("device", f"protocol on the device (`score_views_device`: host scaling + subsample, "
+        f"then ICP + CD + exact EMD batched, batch {n_dev})", n_dev,
+        budget.measure("device protocol", score_device, sizes.repeats))
     table = bench_report.markdown_table(
         ["stage", "views", "views/s", "ms/view", "warm-up s"], rows)
-    if "device" in per_view:
-        cd, em, its = (np.asarray(a, np.float64) for a in score_device(p_dev, g_dev))
+    if device:
+        cd, em = device["cd"], device["emd"]
         if not (np.all(np.isfinite(cd)) and np.all(np.isfinite(em))):
             failures.append("device protocol: non-finite CD or EMD")
         if host:
-            n = min(sizes.host_views, sizes.device_views)
+            n = min(sizes.host_views, n_dev)
+            its = np.asarray(icp(g_dev, p_dev)[2]) if "icp" in per_view else None
+            iterations = ("" if its is None else
+                          f"; ICP iterations on the device {int(its.min())}-{int(its.max())}")
             lines.append(
                 f"Device protocol against the host's on the same {n} views (float32 against "
-                f"float64; ICP iterations on the device {int(its.min())}-{int(its.max())}): CD "
-                f"differs by {_rel(cd[:n], host['cd'][:n]):.1e}, EMD by "
+                f"float64{iterations}): CD differs by {_rel(cd[:n], host['cd'][:n]):.1e}, EMD by "
                 f"{_rel(em[:n], host['emd'][:n]):.1e} at most (relative).")
     cores = os.cpu_count() or 1
     if "predict" in per_view and "host" in per_view:
@@ -432,9 +432,9 @@ def eval_section(sizes: Sizes, budget: Budget, failures: list[str]) -> str:
                      f"of {cores} processes (linear scaling assumed) after the device's "
                      f"prediction: {hours:.2f} h.")
     if "predict" in per_view and "device" in per_view:
-        seconds = per_view["predict"] + per_view["device"] + per_view.get("prepare", 0) / cores
+        seconds = per_view["predict"] + per_view["device"]
         lines.append(f"Projected {SHAPENET_TEST_VIEWS:,} views with the protocol on the device "
-                     f"(scaling and subsample on {cores} host processes): "
+                     "(scaling and subsample in the main process, as `recon-jax eval` does): "
                      f"{seconds * SHAPENET_TEST_VIEWS / 3600:.2f} h.")
     return "\n\n".join([
         "### Evaluation views/s",
@@ -442,9 +442,9 @@ def eval_section(sizes: Sizes, budget: Budget, failures: list[str]) -> str:
         f"weights) and {views} synthetic object pairs (prediction: another sample of the object, "
         f"rotated N(0, 5 deg), scaled, shifted, noisy; ground truth {sizes.gt_points} points); "
         f"protocol {proto.name} with ICP (tolerance {proto.icp_tolerance:g}, at most "
-        f"{proto.icp_max_iterations} iterations). The device path is this script's composition "
-        "of `evaluate.icp_batch_jax`, `chamfer_distance(squared=False)` and "
-        "`exact_emd(solver=\"jax\")` after the host's scaling and subsample.",
+        f"{proto.icp_max_iterations} iterations). The device path is `recon-jax eval --scoring "
+        "device`'s (`evaluate.score_views_device`: ICP, `chamfer_distance(squared=False)` and "
+        "`exact_emd(solver=\"jax\")` after the host's scaling and subsample).",
         table, *lines])
 
 
