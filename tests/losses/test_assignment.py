@@ -108,17 +108,25 @@ def test_cost_matrices_with_ties_and_negative_entries():
         assert m[np.arange(64), np.asarray(hperm[idx])].sum() == best
 
 
+@jax.jit
+def jit_and_vmapped(x, y):
+    """``auction_assignment_cost`` under ``jit``, and under ``vmap`` (in the same compilation:
+    the folded solves have the plain call's ``[12, 64, 64]`` shape and share its solver)."""
+    mapped = jax.vmap(auction_assignment_cost)(x.reshape(3, 4, 64, 3), y.reshape(3, 4, 64, 3))
+    single = jax.vmap(auction_assignment_cost, in_axes=(0, None))(x[:, None], y[:1])
+    return auction_assignment_cost(x, y), mapped, single
+
+
 def test_jit_vmap_and_no_host_callback():
     x, y = batch(64, pairs_per_kind=2)
     eager = np.asarray(auction_assignment_cost(x, y))
     # All pairs bidding in the same rounds (the accelerator mode) finds the same optimum.
     np.testing.assert_allclose(auction_assignment_cost(x, y, batch_mode="vmap"), eager, rtol=1e-6)
-    np.testing.assert_allclose(jax.jit(auction_assignment_cost)(x, y), eager, rtol=1e-6)
+    jitted, mapped, single = jit_and_vmapped(x, y)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-6)
     # vmap over a leading axis folds into the solver's batch axis (same values).
-    mapped = jax.vmap(auction_assignment_cost)(x.reshape(3, 4, 64, 3), y.reshape(3, 4, 64, 3))
     np.testing.assert_allclose(np.asarray(mapped).ravel(), eager, rtol=1e-6)
     # ... also with an unbatched argument: every x[b] against the same y.
-    single = jax.vmap(auction_assignment_cost, in_axes=(0, None))(x[:, None], y[:1])
     assert_optimal(np.asarray(single).ravel(), scipy_cost(x, np.repeat(y[:1], 12, axis=0)))
     # The whole computation stays on the device: no callback primitive anywhere in the jaxpr.
     for solver in SOLVERS:

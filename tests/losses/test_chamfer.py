@@ -6,6 +6,8 @@ padding removed by slicing, explicit per-direction means/sums.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -105,14 +107,11 @@ COMBOS = [
 ]
 
 
-@pytest.mark.parametrize("dim, tile", [(2, (2048, 256)), (3, (4, 6))])
-@pytest.mark.parametrize("squared", [True, False])
-def test_matches_bruteforce_all_reductions(rng, dim, tile, squared):
-    x, y, lx, ly = hetero_batch(rng, dim)
-
-    @jax.jit  # one compilation for all twelve combinations (the searches are shared)
-    def all_combos(x, y, lx, ly):
-        return [
+@functools.partial(jax.jit, static_argnames="tile")
+def all_combos(x, y, lx, ly, *, tile):
+    """The twelve combinations, squared and not: one compilation (the searches are shared)."""
+    return {
+        squared: [
             chamfer_distance(
                 x, y, x_lengths=lx, y_lengths=ly, squared=squared,
                 point_reduction=point_reduction, batch_reduction=batch_reduction,
@@ -120,8 +119,16 @@ def test_matches_bruteforce_all_reductions(rng, dim, tile, squared):
             )
             for point_reduction, batch_reduction, single in COMBOS
         ]
+        for squared in (True, False)
+    }
 
-    for got, combo in zip(all_combos(x, y, lx, ly), COMBOS, strict=True):
+
+@pytest.mark.parametrize("dim, tile", [(2, (2048, 256)), (3, (4, 6))])
+@pytest.mark.parametrize("squared", [True, False])
+def test_matches_bruteforce_all_reductions(rng, dim, tile, squared):
+    x, y, lx, ly = hetero_batch(rng, dim)
+
+    for got, combo in zip(all_combos(x, y, lx, ly, tile=tile)[squared], COMBOS, strict=True):
         want = ref_chamfer(x, y, lx, ly, squared, *combo)
         assert got.dtype == jnp.float32
         assert np.shape(got) == np.shape(want), combo
@@ -272,7 +279,7 @@ def test_exact_distances_near_zero_far_from_origin(rng):
 def test_nearest_neighbour_found_for_cloud_far_from_origin(rng):
     # A unit-size cloud translated to (1000, 1000, 1000): the expansion's terms are ~3e6 and its
     # rounding (~0.2) exceeds neighbour gaps, so without centring the arg-min would be wrong.
-    n = 300
+    n = 400  # the shape of the test above: one compilation
     base = rng.normal(size=(1, n, 3))
     x = (base + 1000.0).astype(np.float32)
     y = (rng.normal(size=(1, n, 3)) + 1000.0).astype(np.float32)
@@ -287,6 +294,26 @@ def test_nearest_neighbour_found_for_cloud_far_from_origin(rng):
 # ---------------------------------------------------------------------------------------------
 
 
+@jax.jit
+def ours_and_brute_grads(x, y, lx, ly):
+    """Gradients of ours and of the brute force, squared and not (one compilation)."""
+    out = {}
+    for squared in (True, False):
+        out[squared] = []
+        for point_reduction in ["mean", "sum"]:
+            def ours(x, y, point_reduction=point_reduction, squared=squared):
+                return chamfer_distance(
+                    x, y, x_lengths=lx, y_lengths=ly, squared=squared,
+                    point_reduction=point_reduction, batch_reduction="sum", tile_size=(6, 4),
+                )
+
+            def brute(x, y, point_reduction=point_reduction, squared=squared):
+                return jnp.sum(jnp_bruteforce(x, y, lx, ly, squared, point_reduction))
+
+            out[squared].append((jax.grad(ours, (0, 1))(x, y), jax.grad(brute, (0, 1))(x, y)))
+    return out
+
+
 @pytest.mark.parametrize("squared", [True, False])
 def test_gradient_matches_jnp_bruteforce(rng, squared):
     # No duplicates here: at ties the brute force's jnp.min splits the gradient between them.
@@ -295,26 +322,25 @@ def test_gradient_matches_jnp_bruteforce(rng, squared):
     y = jnp.asarray(rng.normal(size=(b, m, 3)), jnp.float32)
     lx, ly = jnp.array([19, 7, 0, 1]), jnp.array([26, 3, 5, 0])
 
-    @jax.jit
-    def grads(x, y):
-        out = []
-        for point_reduction in ["mean", "sum"]:
-            def ours(x, y, point_reduction=point_reduction):
-                return chamfer_distance(
-                    x, y, x_lengths=lx, y_lengths=ly, squared=squared,
-                    point_reduction=point_reduction, batch_reduction="sum", tile_size=(6, 4),
-                )
-
-            def brute(x, y, point_reduction=point_reduction):
-                return jnp.sum(jnp_bruteforce(x, y, lx, ly, squared, point_reduction))
-
-            out.append((jax.grad(ours, (0, 1))(x, y), jax.grad(brute, (0, 1))(x, y)))
-        return out
-
-    for (gx, gy), (bx, by) in grads(x, y):
+    for (gx, gy), (bx, by) in ours_and_brute_grads(x, y, lx, ly)[squared]:
         assert np.abs(np.asarray(bx)).sum() > 0
         np.testing.assert_allclose(gx, bx, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(gy, by, rtol=1e-4, atol=1e-6)
+
+
+@jax.jit
+def value_grad_jvp(x, y, vx, vy, lx, ly):
+    """Chamfer, squared and not: ``(value, (grad_x, grad_y), jvp along (vx, vy))`` each, in one
+    compilation (called with float64 arrays under ``jax.enable_x64``)."""
+    out = {}
+    for squared in (True, False):
+        def f(x, y, squared=squared):
+            return chamfer_distance(
+                x, y, x_lengths=lx, y_lengths=ly, squared=squared, tile_size=(4, 5)
+            )
+
+        out[squared] = (f(x, y), jax.grad(f, (0, 1))(x, y), jax.jvp(f, (x, y), (vx, vy))[1])
+    return out
 
 
 @pytest.mark.parametrize("squared", [True, False])
@@ -324,15 +350,14 @@ def test_gradient_matches_finite_differences_float64(rng, squared):
     x0 = rng.normal(size=(b, n, 3))
     y0 = rng.normal(size=(b, m, 3))
     with jax.enable_x64(True):
-        @jax.jit
+        zx, zy = jnp.zeros(x0.shape), jnp.zeros(y0.shape)
+
         def f(x, y):
-            return chamfer_distance(
-                x, y, x_lengths=lx, y_lengths=ly, squared=squared, tile_size=(4, 5)
-            )
+            return value_grad_jvp(x, y, zx, zy, lx, ly)[squared][0]
 
         x, y = jnp.asarray(x0), jnp.asarray(y0)
         assert f(x, y).dtype == jnp.float64
-        gx, gy = jax.jit(jax.grad(f, (0, 1)))(x, y)
+        gx, gy = value_grad_jvp(x, y, zx, zy, lx, ly)[squared][1]
         h = 1e-6
         for _ in range(4):
             vx, vy = rng.normal(size=x0.shape), rng.normal(size=y0.shape)
@@ -341,9 +366,19 @@ def test_gradient_matches_finite_differences_float64(rng, squared):
             # atol: the FD round-off is ~eps * |f| / h ~ 1e-9, while |g . v| is O(1) typically.
             np.testing.assert_allclose(analytic, fd, rtol=1e-6, atol=1e-8)
         # Forward mode gives the same directional derivative.
-        _, tangent = jax.jit(jax.jvp, static_argnums=0)(f, (x, y), (vx, vy))
+        tangent = value_grad_jvp(x, y, jnp.asarray(vx), jnp.asarray(vy), lx, ly)[squared][2]
         np.testing.assert_allclose(tangent, analytic, rtol=1e-10)
     assert jnp.ones(1).dtype == jnp.float32  # x64 switched off again
+
+
+@jax.jit
+def value_and_grads_both(x, y, lx, ly):
+    """Chamfer and its gradients, squared and not (one compilation for both tests)."""
+    def f(x, y, squared):
+        return chamfer_distance(x, y, x_lengths=lx, y_lengths=ly, squared=squared)
+
+    return {s: jax.value_and_grad(functools.partial(f, squared=s), (0, 1))(x, y)
+            for s in (True, False)}
 
 
 @pytest.mark.parametrize("squared", [True, False])
@@ -351,10 +386,7 @@ def test_padding_gets_exactly_zero_gradient(rng, squared):
     x, y, lx, ly = hetero_batch(rng, 3)
     x[1, :] = np.nan  # length 0: all padding, even NaN must not leak
 
-    def f(x, y):
-        return chamfer_distance(x, y, x_lengths=lx, y_lengths=ly, squared=squared)
-
-    value, (gx, gy) = jax.jit(jax.value_and_grad(f, (0, 1)))(x, y)
+    value, (gx, gy) = value_and_grads_both(x, y, lx, ly)[squared]
     assert np.isfinite(value)
     gx, gy = np.asarray(gx), np.asarray(gy)
     assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gy))
@@ -406,13 +438,13 @@ def test_vmap_over_extra_axis(rng):
     def f(x, y, lx, ly):
         return chamfer_distance(x, y, x_lengths=lx, y_lengths=ly, batch_reduction=None)
 
-    got = jax.jit(jax.vmap(f))(x, y, lx, ly)
+    loss = jax.grad(lambda a, c, la, lc: jnp.sum(f(a, c, la, lc)))
+    # Values and gradients under vmap (one compilation).
+    got, g = jax.jit(lambda *args: (jax.vmap(f)(*args), jax.vmap(loss)(*args)))(x, y, lx, ly)
     for i in range(k):
         want = ref_chamfer(x[i], y[i], lx[i], ly[i], True, "mean", None, False)
         np.testing.assert_allclose(got[i], want, rtol=2e-6, atol=1e-7)
     # grad under vmap too
-    loss = jax.grad(lambda a, c, la, lc: jnp.sum(f(a, c, la, lc)))
-    g = jax.jit(jax.vmap(loss))(x, y, lx, ly)
     loss = jax.jit(loss)
     for i in range(k):
         np.testing.assert_allclose(g[i], loss(x[i], y[i], lx[i], ly[i]), rtol=1e-6, atol=1e-8)
@@ -423,12 +455,13 @@ def test_vmap_over_extra_axis(rng):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tile", [1, (5, 7), (37, 53), (64, 3)])
+@pytest.mark.parametrize("tile", [1, (5, 7), (23, 31), (64, 3)])
 def test_tile_size_does_not_change_result(rng, tile):
     # N, M not multiples of the tiles; tiles smaller than, equal to and larger than the clouds.
-    x = rng.normal(size=(2, 37, 3)).astype(np.float32)
-    y = rng.normal(size=(2, 53, 3)).astype(np.float32)
-    lx, ly = np.array([37, 20]), np.array([53, 41])
+    # hetero_batch's shapes: tile (5, 7) shares test_per_point_distances_and_indices' compilation.
+    x = rng.normal(size=(7, 23, 3)).astype(np.float32)
+    y = rng.normal(size=(7, 31, 3)).astype(np.float32)
+    lx, ly = np.array([23, 20, 1, 17, 23, 9, 5]), np.array([31, 12, 2, 1, 31, 30, 29])
     (dist, _), (idx_x, idx_y) = chamfer_distance(
         x, y, x_lengths=lx, y_lengths=ly, point_reduction=None, batch_reduction=None,
         return_indices=True, tile_size=tile,
@@ -436,7 +469,7 @@ def test_tile_size_does_not_change_result(rng, tile):
     want_x, _ = ref_per_point(x, y, lx, ly, True)
     np.testing.assert_allclose(dist, want_x, rtol=2e-6, atol=1e-7)
     # Random data has no ties: the indices are the brute-force arg-mins exactly.
-    for b in range(2):
+    for b in range(7):
         d = ((x[b, : lx[b], None].astype(np.float64) - y[b, None, : ly[b]]) ** 2).sum(-1)
         np.testing.assert_array_equal(idx_x[b, : lx[b]], d.argmin(1))
         np.testing.assert_array_equal(idx_y[b, : ly[b]], d.argmin(0))

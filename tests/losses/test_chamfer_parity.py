@@ -8,6 +8,7 @@ and padding removed by slicing.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import jax
@@ -114,6 +115,24 @@ WEIGHTS = np.array([0.5, 2.0, 1.0, 0.0, 3.0, 1.5], np.float32)
 # ---------------------------------------------------------------------------------------------
 
 COMBOS = list(itertools.product(["mean", "sum", "max"], ["mean", "sum", None], [False, True]))
+SQUARED = {2: (None, False), 1: (None, True)}  # the squared settings tested per norm
+
+
+@functools.partial(jax.jit, static_argnames="norm")
+def all_combos_of_norm(x, y, lx, ly, *, norm):
+    """Every combination of reductions and single_directional, for both ``SQUARED[norm]``
+    settings, unweighted and weighted: one compilation per norm (the searches are shared)."""
+    return [
+        [
+            chamfer_distance(
+                x, y, x_lengths=lx, y_lengths=ly, norm=norm, squared=squared,
+                weights=WEIGHTS if weighted else None, point_reduction=pr, batch_reduction=br,
+                single_directional=single, tile_size=(8, 5),
+            )
+            for pr, br, single in COMBOS
+        ]
+        for squared, weighted in itertools.product(SQUARED[norm], (False, True))
+    ]
 
 
 @pytest.mark.parametrize("norm, squared", [(2, None), (2, False), (1, None), (1, True)])
@@ -121,19 +140,10 @@ COMBOS = list(itertools.product(["mean", "sum", "max"], ["mean", "sum", None], [
 def test_matches_pytorch3d_semantics(rng, norm, squared, weighted):
     x, y, lx, ly = random_batch(rng)
     weights = WEIGHTS if weighted else None
+    variants = list(itertools.product(SQUARED[norm], (False, True)))
+    results = all_combos_of_norm(x, y, lx, ly, norm=norm)[variants.index((squared, weighted))]
 
-    @jax.jit  # one compilation for all 18 combinations (the searches are shared)
-    def all_combos(x, y):
-        return [
-            chamfer_distance(
-                x, y, x_lengths=lx, y_lengths=ly, norm=norm, squared=squared, weights=weights,
-                point_reduction=pr, batch_reduction=br, single_directional=single,
-                tile_size=(8, 5),
-            )
-            for pr, br, single in COMBOS
-        ]
-
-    for got, (pr, br, single) in zip(all_combos(x, y), COMBOS, strict=True):
+    for got, (pr, br, single) in zip(results, COMBOS, strict=True):
         want = ref_chamfer(x, y, lx, ly, norm=norm, squared=squared, point_reduction=pr,
                            batch_reduction=br, single=single, weights=weights)
         assert np.shape(got) == np.shape(want)
@@ -182,16 +192,11 @@ def test_weights_gradient_and_all_zero_weights(rng):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("abs_cosine", [True, False])
-def test_normals_match_pytorch3d_semantics(rng, abs_cosine):
-    x, y, lx, ly = random_batch(rng)
-    xn = rng.normal(size=x.shape).astype(np.float32)
-    yn = rng.normal(size=y.shape).astype(np.float32)
-    yn[1, 12:] = np.nan  # normals of padding never matter
-
-    @jax.jit
-    def all_combos(x, y, xn, yn):
-        return [
+@jax.jit
+def all_normals_combos(x, y, lx, ly, xn, yn):
+    """Every combination without "max", with ``abs_cosine`` False and True: one compilation."""
+    return [
+        [
             chamfer_distance(
                 x, y, x_lengths=lx, y_lengths=ly, x_normals=xn, y_normals=yn,
                 abs_cosine=abs_cosine, point_reduction=pr, batch_reduction=br,
@@ -199,9 +204,20 @@ def test_normals_match_pytorch3d_semantics(rng, abs_cosine):
             )
             for pr, br, single in COMBOS if pr != "max"
         ]
+        for abs_cosine in (False, True)
+    ]
 
+
+@pytest.mark.parametrize("abs_cosine", [True, False])
+def test_normals_match_pytorch3d_semantics(rng, abs_cosine):
+    x, y, lx, ly = random_batch(rng)
+    xn = rng.normal(size=x.shape).astype(np.float32)
+    yn = rng.normal(size=y.shape).astype(np.float32)
+    yn[1, 12:] = np.nan  # normals of padding never matter
+
+    results = all_normals_combos(x, y, lx, ly, xn, yn)[int(abs_cosine)]
     combos = [c for c in COMBOS if c[0] != "max"]
-    for got, (pr, br, single) in zip(all_combos(x, y, xn, yn), combos, strict=True):
+    for got, (pr, br, single) in zip(results, combos, strict=True):
         want = ref_chamfer(x, y, lx, ly, point_reduction=pr, batch_reduction=br, single=single,
                            weights=WEIGHTS, xn=xn.astype(np.float64), yn=yn.astype(np.float64),
                            abs_cosine=abs_cosine)
@@ -292,10 +308,15 @@ def test_batch_modes_give_identical_values_and_gradients(rng):
 # ---------------------------------------------------------------------------------------------
 
 
+@jax.jit
+def f_score_jit(x, y, threshold, lx, ly):
+    return f_score(x, y, threshold, x_lengths=lx, y_lengths=ly)
+
+
 @pytest.mark.parametrize("threshold", [0.5, 1.0])
 def test_f_score_matches_reference(rng, threshold):
     x, y, lx, ly = random_batch(rng)
-    got = jax.jit(lambda x, y: f_score(x, y, threshold, x_lengths=lx, y_lengths=ly))(x, y)
+    got = f_score_jit(x, y, threshold, lx, ly)  # one compilation for both thresholds
     want = ref_f_score(x, y, lx, ly, threshold)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)

@@ -17,6 +17,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
 from recon_jax.losses import chamfer_distance, emd, exact_emd, f_score, kl_divergence, knn_points
+from tests.losses._emd_jits import CANONICAL_BATCH, CANONICAL_POINTS, emd_values_and_grads
 
 
 @pytest.fixture
@@ -43,20 +44,29 @@ CHAMFER_COMBOS = list(itertools.product(["mean", "sum", "max", None], ["mean", "
                                         [False, True]))
 
 
+COMBOS = [c for c in CHAMFER_COMBOS if c[0] is not None or c[1] is None]
+
+
+@jax.jit
+def all_combos(x, y, lengths):
+    """Every reduction combination, squared and not: one compilation for both tests below."""
+    return {
+        squared: [
+            chamfer_distance(x, y, x_lengths=lengths, squared=squared, point_reduction=pr,
+                             batch_reduction=br, single_directional=single)
+            for pr, br, single in COMBOS
+        ]
+        for squared in (True, False)
+    }
+
+
 @pytest.mark.parametrize("squared", [True, False])
 def test_chamfer_nonfinite_pair_is_nan_in_every_reduction(poisoned, squared):
     x, y, lengths = poisoned
-    combos = [c for c in CHAMFER_COMBOS if c[0] is not None or c[1] is None]
+    combos = COMBOS
+    results = all_combos(x, y, lengths)[squared]
 
-    @jax.jit
-    def all_combos(x, y):
-        return [
-            chamfer_distance(x, y, x_lengths=lengths, squared=squared, point_reduction=pr,
-                             batch_reduction=br, single_directional=single)
-            for pr, br, single in combos
-        ]
-
-    for got, (pr, br, single) in zip(all_combos(x, y), combos, strict=True):
+    for got, (pr, br, single) in zip(results, combos, strict=True):
         if pr is None:  # per-point distances: NaN at every valid point of a bad pair
             per_x, per_y = (np.asarray(v) if v is not None else None for v in got)
             assert np.all(np.isnan(per_x[[0, 1, 3]]))
@@ -70,7 +80,7 @@ def test_chamfer_nonfinite_pair_is_nan_in_every_reduction(poisoned, squared):
         else:
             assert np.all(np.isnan(got[[0, 1, 3]])), (pr, single, got)
             assert np.isfinite(got[2])
-    per_pair = all_combos(x, y)[combos.index(("mean", None, False))]
+    per_pair = results[combos.index(("mean", None, False))]
     np.testing.assert_allclose(per_pair[2], clean_pair_chamfer(x[2, :9], y[2], squared),
                                rtol=1e-5)
 
@@ -113,26 +123,26 @@ def test_f_score_and_knn_nonfinite(poisoned):
 
 def test_emd_nonfinite_pair_is_nan_and_others_unchanged(poisoned):
     x, y, lengths = poisoned
-
-    @jax.jit
-    def run(x, y):
-        def total(a):
-            values, info = emd(a, y, x_lengths=lengths, batch_reduction=None,
-                               return_diagnostics=True)
-            return jnp.nansum(values), (values, info, emd(a, y, x_lengths=lengths))
-
-        (_, (values, info, mean)), grad = jax.value_and_grad(total, has_aux=True)(x)
-        return values, info, mean, grad
-
-    values, info, mean, grad = run(x, y)
-    values = np.asarray(values)
+    # In the canonical [7, 512] batch of the EMD tests (padding and empty filler pairs), whose
+    # jitted value-and-gradient and eager diagnostics are compiled once for all test files.
+    values, grad, _ = emd_values_and_grads(x, y, lengths)
+    xp = np.zeros((CANONICAL_BATCH, CANONICAL_POINTS, 3), np.float32)
+    yp = np.zeros((CANONICAL_BATCH, CANONICAL_POINTS, 3), np.float32)
+    xp[:4, :12], yp[:4, :12] = x, y
+    x_lengths = np.zeros(CANONICAL_BATCH, np.int32)
+    y_lengths = np.zeros(CANONICAL_BATCH, np.int32)
+    x_lengths[:4], y_lengths[:4] = lengths, 12
+    mean, _ = emd(xp, yp, x_lengths=x_lengths, y_lengths=y_lengths, return_diagnostics=True)
+    per_pair, info = emd(xp, yp, x_lengths=x_lengths, y_lengths=y_lengths, batch_reduction=None,
+                         return_diagnostics=True)
+    np.testing.assert_array_equal(np.asarray(per_pair)[:4], values)
     assert np.all(np.isnan(values[[0, 1, 3]])) and np.isnan(float(mean))
     assert all(np.all(np.isnan(np.asarray(v)[[0, 1, 3]])) for v in info.values())
-    assert np.all(np.isfinite(np.asarray(grad))) and np.all(np.asarray(grad)[[0, 3]] == 0)
+    assert np.all(np.isfinite(grad)) and np.all(grad[[0, 3]] == 0)
     # The clean pair has the value it has in a batch without any bad pair.
     clean_x, clean_y = x.copy(), y.copy()
     clean_x[[0, 1, 3]], clean_y[[0, 1, 3]] = x[2], y[2]
-    clean = np.asarray(run(np.nan_to_num(clean_x), clean_y)[0])
+    clean = emd_values_and_grads(np.nan_to_num(clean_x), clean_y, lengths)[0]
     assert np.all(np.isfinite(clean))
     np.testing.assert_allclose(values[2], clean[2], rtol=1e-6)
 
