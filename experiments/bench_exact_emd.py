@@ -23,6 +23,7 @@ import time
 import bench_report
 import jax
 import numpy as np
+from bench_report import median_seconds
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 
@@ -85,17 +86,6 @@ def scipy_cost(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([m[linear_sum_assignment(m)].mean() for m in matrices]), matrices
 
 
-def median_time(fn, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up run."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def accuracy(pairs_per_kind: int, seed: int) -> tuple[list[list[object]], float, int]:
     """Rows ``[points, kind, pairs, EMD, errors, rounds, seconds per pair]`` and the worst error.
 
@@ -155,10 +145,10 @@ def timing(repeats: int, seed: int) -> list[list[object]]:
     def per_pair(fn, batch: int) -> float:
         if batch == 1:  # 8 different pairs, one at a time
             return statistics.mean(
-                median_time(lambda k=k: fn(x_all[k : k + 1], y_all[k : k + 1]), repeats)
+                median_seconds(lambda k=k: fn(x_all[k : k + 1], y_all[k : k + 1]), repeats)
                 for k in range(8)
             )
-        return median_time(lambda: fn(x_all[:batch], y_all[:batch]), repeats) / batch
+        return median_seconds(lambda: fn(x_all[:batch], y_all[:batch]), repeats) / batch
 
     rows = []
     for batch in BATCHES:

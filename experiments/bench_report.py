@@ -13,8 +13,14 @@ import importlib.metadata
 import os
 import platform
 import re
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["machine_info", "markdown_table", "write_section"]
+import jax
+
+__all__ = ["machine_info", "markdown_table", "median_seconds", "write_section"]
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "ott-jax", "numpy", "scipy", "pot", "torch")
 
@@ -82,3 +88,16 @@ def write_section(path: str, name: str, markdown: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         f.write(text if text.endswith("\n") else text + "\n")
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Median seconds of ``fn()`` (its outputs waited for) over ``repeats`` runs after one
+    warm-up run."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+

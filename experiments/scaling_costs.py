@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from bench_report import machine_info, markdown_table  # sibling script
+from bench_report import machine_info, markdown_table, median_seconds  # sibling script
 from bench_train import BusyMeter, matmul_peak  # sibling script
 from gpu_check import object_pairs  # sibling script
 
@@ -265,16 +265,6 @@ def copy_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
     return 2 * x.nbytes / statistics.median(times)
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def time_parts(config: Any, repeats: int) -> dict[str, float]:
     """Median seconds of each part on this machine (random inputs), and of the whole step."""
     parts, model = part_functions(config)
@@ -300,10 +290,10 @@ def time_parts(config: Any, repeats: int) -> dict[str, float]:
     seconds = {}
     for name in ("extractor", "head", "optimizer"):
         fn = jax.jit(parts[name][0])
-        seconds[name] = _median_seconds(lambda f=fn, a=inputs[name]: f(*a), repeats)
+        seconds[name] = median_seconds(lambda f=fn, a=inputs[name]: f(*a), repeats)
         print(f"  {name}: {seconds[name]:.3f} s", file=sys.stderr, flush=True)
     for name, fn in (("chamfer", jax.jit(_chamfer_pair)), ("emd", jax.jit(_emd_pair))):
-        seconds[name] = _median_seconds(lambda f=fn: f(x, y), repeats)
+        seconds[name] = median_seconds(lambda f=fn: f(x, y), repeats)
         print(f"  {name}: {seconds[name]:.3f} s", file=sys.stderr, flush=True)
     compiled, _ = compile_train_step(config)
     mesh = train.make_mesh()
@@ -319,7 +309,7 @@ def time_parts(config: Any, repeats: int) -> dict[str, float]:
         holder["state"], metrics = compiled(holder["state"], batch)
         return metrics
 
-    seconds["step"] = _median_seconds(step, repeats)
+    seconds["step"] = median_seconds(step, repeats)
     print(f"  step: {seconds['step']:.3f} s", file=sys.stderr, flush=True)
     return seconds
 
