@@ -240,21 +240,56 @@ def paired_comparison(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[
             "cd_diff_std": std, "won": won, "categories": total}
 
 
+_SETTINGS = ("loss", "num_points", "image_size", "batch_size", "num_steps")
+
+
+def _settings(runs: list[dict[str, Any]]) -> tuple[Any, ...]:
+    return tuple(runs[0][k] for k in _SETTINGS)
+
+
+def _paired_line(a: str, b: str, cmp: dict[str, Any]) -> str:
+    spread = "" if cmp["cd_diff_std"] is None else f" ± {cmp['cd_diff_std']:.2f}"
+    per_seed = ", ".join(f"seed {s}: {w}/{t}" for s, w, t in
+                         zip(cmp["seeds"], cmp["won"], cmp["categories"], strict=True))
+    return (f"- {a} vs {b}: CD difference {cmp['cd_diff_mean']:+.2f}{spread} (negative: {a} "
+            f"better); categories won by {a}: {sum(cmp['won'])} of {sum(cmp['categories'])} "
+            f"({per_seed})")
+
+
 def paired_markdown(rows: list[dict[str, Any]]) -> list[str]:
-    """Paired comparisons of each ``efficient`` experiment against each ResNet experiment."""
+    """Paired comparisons (same seeds) of experiments that differ in one thing.
+
+    Extractors: each ``efficient`` experiment against each ResNet experiment with the same loss,
+    point count, input, batch and steps. Ablations: each experiment against the reference of its
+    extractor (the experiment with the most seeds, the first on ties) when their settings
+    differ, with the reference's seed spread beside it."""
     groups = group_runs(rows)
-    ours = [n for n, runs in groups.items() if runs[0]["encoder"] == "efficient"]
-    theirs = [n for n, runs in groups.items() if runs[0]["encoder"].startswith("resnet")]
     lines = []
-    for a in ours:
-        for b in theirs:
-            cmp = paired_comparison(groups[a], groups[b])
+    for a, runs_a in groups.items():
+        if runs_a[0]["encoder"] != "efficient":
+            continue
+        for b, runs_b in groups.items():
+            if runs_b[0]["encoder"].startswith("resnet") and _settings(runs_a) == _settings(runs_b):
+                cmp = paired_comparison(runs_a, runs_b)
+                if cmp is not None:
+                    lines.append(_paired_line(a, b, cmp))
+    ablations = []
+    for encoder in dict.fromkeys(runs[0]["encoder"] for runs in groups.values()):
+        same = {n: runs for n, runs in groups.items() if runs[0]["encoder"] == encoder}
+        ref = max(same, key=lambda n: len(same[n]))  # first of the largest
+        _, ref_std = mean_std([r["cd"] for r in same[ref]])
+        for a, runs_a in same.items():
+            if a == ref or _settings(runs_a) == _settings(same[ref]):
+                continue
+            cmp = paired_comparison(runs_a, same[ref])
             if cmp is None:
                 continue
-            spread = "" if cmp["cd_diff_std"] is None else f" ± {cmp['cd_diff_std']:.2f}"
-            per_seed = ", ".join(f"seed {s}: {w}/{t}" for s, w, t in
-                                 zip(cmp["seeds"], cmp["won"], cmp["categories"], strict=True))
-            lines.append(f"- {a} vs {b}: CD difference {cmp['cd_diff_mean']:+.2f}{spread} "
-                         f"(negative: {a} better); categories won by {a}: "
-                         f"{sum(cmp['won'])} of {sum(cmp['categories'])} ({per_seed})")
-    return ["", "Paired comparisons (same seed, same data order):", "", *lines] if lines else []
+            changed = ", ".join(f"{k} {runs_a[0][k]} (not {same[ref][0][k]})" for k in _SETTINGS
+                                if runs_a[0][k] != same[ref][0][k])
+            spread = "" if ref_std is None else f"; {ref}'s CD seed std {ref_std:.2f}"
+            ablations.append(f"{_paired_line(a, ref, cmp)}; {changed}{spread}")
+    out = ["", "Paired comparisons (same seed, same data order):", "", *lines] if lines else []
+    if ablations:
+        out += ["", "Ablations against the reference of their extractor (same seed):", "",
+                *ablations]
+    return out

@@ -113,6 +113,27 @@ def test_seed_replicates_are_grouped_and_paired(tmp_path):
     assert summarize.paired_comparison(rows[:1], rows[4:]) is None
 
 
+def test_ablations_pair_with_the_reference_and_not_with_other_extractors(tmp_path):
+    runs = [
+        _write_run(tmp_path, "base_seed0", seed=0, cd=9.0,
+                   per_category={"airplane": 5.0, "chair": 13.0}),
+        _write_run(tmp_path, "base_seed1", seed=1, cd=10.0,
+                   per_category={"airplane": 6.0, "chair": 14.0}),
+        _write_run(tmp_path, "kl0_seed0", seed=0, cd=8.5, loss={"kl_weight": 0.0},
+                   per_category={"airplane": 4.0, "chair": 13.5}),
+        _write_run(tmp_path, "resnet18_seed0", encoder="resnet18", seed=0, cd=9.5,
+                   per_category={"airplane": 6.0, "chair": 13.0}),
+    ]
+    table = summarize.summary_markdown([summarize.load_run(r) for r in runs])
+    # the extractor pair has the same loss; kl0 differs from resnet18 in two things: not paired
+    assert "- base vs resnet18: CD difference -0.50" in table
+    assert "kl0 vs resnet18" not in table
+    # kl0 seed 0 against base seed 0: 8.5 - 9 = -0.5, airplane won; base's std over 9, 10: 0.71
+    assert ("- kl0 vs base: CD difference -0.50 (negative: kl0 better); categories won by kl0: "
+            "1 of 2 (seed 0: 1/2); loss CD + EMD (not 0.05 KL + CD + EMD); base's CD seed "
+            "std 0.71") in table
+
+
 def test_a_run_without_its_evaluation_names_the_command(tmp_path):
     workdir = _write_run(tmp_path, "noeval", eval_result=False)
     with pytest.raises(UserError, match="recon-jax eval --workdir .*noeval"):
